@@ -1,0 +1,35 @@
+"""The model zoo: functional families over stacked parameters, each with its permutation spec."""
+
+from __future__ import annotations
+
+import math
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from pathdep.models.base import Model, Params, PermutationSpec, capture, hook, init_population, stack, unstack
+from pathdep.models.mlp import ACTIVATIONS, MLP
+from pathdep.registry import MODELS
+
+
+class MLPArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    hidden: tuple[int, ...] = Field((32, 32), min_length=1, description="hidden widths")
+    activations: tuple[str, ...] | None = Field(None, description="one per hidden layer; default relu")
+
+    def model_post_init(self, _: object) -> None:
+        for a in self.activations or ():
+            if a not in ACTIVATIONS:
+                raise ValueError(f"unknown activation {a!r}; choose from {sorted(ACTIVATIONS)}")
+        if self.activations is not None and len(self.activations) != len(self.hidden):
+            raise ValueError(f"needs one activation per hidden layer ({len(self.hidden)}), got {len(self.activations)}")
+        if any(w < 1 for w in self.hidden):
+            raise ValueError("hidden widths must be >= 1")
+
+
+def build_mlp(args: MLPArgs, in_shape: tuple[int, ...], n_outputs: int) -> MLP:
+    return MLP(d_in=math.prod(in_shape), hidden=tuple(args.hidden), d_out=n_outputs, activations=args.activations)
+
+
+MODELS.register("mlp", MLPArgs, build_mlp, "multi-layer perceptron (nn.Linear layout and init)")
+
+__all__ = ["MLP", "MODELS", "Model", "Params", "PermutationSpec", "capture", "hook", "init_population", "stack", "unstack"]

@@ -1,0 +1,117 @@
+"""What every model family provides: functional forward over stacked parameters.
+
+A model is a frozen description of an architecture. Its parameters live outside it, as a dict of
+tensors whose first axis is the run axis, so that a population of ``R`` runs is one computation:
+
+    params: dict[str, Tensor]   # each (R, *shape): run r's tensor is params[name][r]
+    model.apply(params, x)      # x (R, B, *in_shape) -> logits (R, B, *out_shape)
+
+A single run is a population of one. Pairs, interpolation points and soups are populations too:
+stack their parameters and call ``apply`` once.
+
+Every intermediate activation passes through :func:`hook` under a stable name, so measurements can
+read any of them with :func:`capture` (the hook is removed when the ``with`` block ends).
+The permutation structure of a family is data (:class:`PermutationSpec`), as in git-re-basin.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+import torch
+from torch import Tensor
+
+Params = dict[str, Tensor]
+
+_RECORDER: ContextVar[dict[str, Tensor] | None] = ContextVar("pathdep_recorder", default=None)
+_WANTED: ContextVar[frozenset[str] | None] = ContextVar("pathdep_wanted", default=None)
+
+
+def hook(name: str, t: Tensor) -> Tensor:
+    """Name an activation: recorded when a :func:`capture` block asks for it; returns ``t``."""
+    rec = _RECORDER.get()
+    if rec is not None:
+        wanted = _WANTED.get()
+        if wanted is None or name in wanted:
+            rec[name] = t
+    return t
+
+
+@contextmanager
+def capture(names: set[str] | frozenset[str] | None = None) -> Iterator[dict[str, Tensor]]:
+    """Record the named activations of every ``apply`` called inside the block.
+
+    >>> from pathdep.models.mlp import MLP
+    >>> m = MLP(d_in=3, hidden=(4,), d_out=2)
+    >>> p = m.init_population([0, 1])
+    >>> with capture({"h0"}) as acts:
+    ...     _ = m.apply(p, torch.zeros(2, 5, 3))
+    >>> tuple(acts["h0"].shape)
+    (2, 5, 4)
+    """
+    acts: dict[str, Tensor] = {}
+    t1 = _RECORDER.set(acts)
+    t2 = _WANTED.set(frozenset(names) if names is not None else None)
+    try:
+        yield acts
+    finally:
+        _RECORDER.reset(t1)
+        _WANTED.reset(t2)
+
+
+@dataclass(frozen=True)
+class PermutationSpec:
+    """Which parameter axes each hidden-unit permutation acts on.
+
+    ``axes["P0"] = (("fc0.weight", 0), ("fc0.bias", 0), ("fc1.weight", 1))`` says permutation P0
+    reorders rows of fc0 and columns of fc1. Axes are counted WITHOUT the run axis.
+    """
+
+    axes: Mapping[str, tuple[tuple[str, int], ...]] = field(default_factory=dict)
+
+    def perms_of(self, param: str) -> dict[int, str]:
+        """{axis: permutation name} for one parameter."""
+        return {ax: p for p, uses in self.axes.items() for (n, ax) in uses if n == param}
+
+
+@runtime_checkable
+class Model(Protocol):
+    """A model family instance (hashable, frozen)."""
+
+    @property
+    def hook_names(self) -> tuple[str, ...]: ...
+
+    @property
+    def permutation_spec(self) -> PermutationSpec: ...
+
+    def init(self, gen: torch.Generator) -> Params:
+        """One run's parameters (no run axis), drawn only from ``gen``."""
+        ...
+
+    def apply(self, params: Params, x: Tensor) -> Tensor:
+        """Logits for a population: params (R, ...), x (R, B, ...) -> (R, B, ...)."""
+        ...
+
+
+def stack(runs: list[Params]) -> Params:
+    """Stack per-run parameter dicts into a population (new leading run axis)."""
+    return {k: torch.stack([p[k] for p in runs]) for k in runs[0]}
+
+
+def unstack(params: Params) -> list[Params]:
+    """Split a population into per-run dicts (views)."""
+    n = next(iter(params.values())).shape[0]
+    return [{k: v[r] for k, v in params.items()} for r in range(n)]
+
+
+def init_population(model: Model, seeds: list[int]) -> Params:
+    """Stacked init of one run per seed; run r's tensors depend only on ``seeds[r]``."""
+    return stack([model.init(torch.Generator().manual_seed(int(s))) for s in seeds])
+
+
+def population_size(params: Params) -> int:
+    return next(iter(params.values())).shape[0]

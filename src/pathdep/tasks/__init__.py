@@ -1,0 +1,10 @@
+"""Built-in tasks. Each module holds its data generator, its argument schema and its probes."""
+
+from pathdep.registry import TASKS
+from pathdep.tasks import digits, features
+from pathdep.tasks.base import Split, Task
+
+TASKS.register("two_features", features.TwoFeaturesArgs, features.build, features.__doc__.splitlines()[0])
+TASKS.register("digits", digits.DigitsArgs, digits.build, digits.__doc__.splitlines()[0])
+
+__all__ = ["Split", "Task", "TASKS"]
