@@ -7,6 +7,7 @@ import math
 from pydantic import BaseModel, ConfigDict, Field
 
 from pathdep.models.base import Model, Params, PermutationSpec, capture, hook, init_population, stack, unstack
+from pathdep.models.cnn import CNN, CNNArgs, build_cnn
 from pathdep.models.mlp import ACTIVATIONS, MLP
 from pathdep.registry import MODELS
 
@@ -31,5 +32,6 @@ def build_mlp(args: MLPArgs, in_shape: tuple[int, ...], n_outputs: int) -> MLP:
 
 
 MODELS.register("mlp", MLPArgs, build_mlp, "multi-layer perceptron (nn.Linear layout and init)")
+MODELS.register("cnn", CNNArgs, build_cnn, "small 1-D/2-D convolutional net (nn.Conv layout and init)")
 
-__all__ = ["MLP", "MODELS", "Model", "Params", "PermutationSpec", "capture", "hook", "init_population", "stack", "unstack"]
+__all__ = ["CNN", "MLP", "MODELS", "Model", "Params", "PermutationSpec", "capture", "hook", "init_population", "stack", "unstack"]
