@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from torch import Tensor
@@ -81,13 +81,15 @@ class Task:
         """Per-run mean training loss (R,). The engine sums it over runs and backpropagates."""
         return self.loss(model.apply(params, x), y).mean(dim=1)
 
-    def intervene(
-        self, kind: str, x: Tensor, y: Tensor, strength: float, gen: torch.Generator
-    ) -> tuple[Tensor, Tensor]:
-        """Change one run's batch (x (B, ...), y (B,)) during an intervention window."""
+    def intervene(self, kind: str, x: Tensor, y: Tensor, strength: float, u: Tensor) -> tuple[Tensor, Tensor]:
+        """Change a population's batch (x (R, B, ...), y (R, B)) during an intervention window.
+
+        ``u`` (R, B) is uniform noise from the intervention's own stream; an example is usually
+        touched when ``u < strength``. Kinds a task supports are listed in ``intervention_kinds``.
+        """
         raise NotImplementedError(f"task {self.name!r} supports no interventions")
 
-    intervention_kinds: tuple[str, ...] = ()
+    intervention_kinds: ClassVar[tuple[str, ...]] = ()
 
     # --- evaluation -------------------------------------------------------------------------
     def evaluate(self, model: Model, params: Params, split: Split) -> dict[str, Tensor]:

@@ -53,23 +53,20 @@ class TwoFeatures(Task):
         follows_f1 = ev["correct"]  # ood labels are feature 1's
         return {"reliance": follows_f1.mean(1)}
 
-    def intervene(self, kind: str, x: Tensor, y: Tensor, strength: float, gen: torch.Generator):
-        """Replace a fraction ``strength`` of one run's batch.
+    def intervene(self, kind: str, x: Tensor, y: Tensor, strength: float, u: Tensor):
+        """Change a fraction ``strength`` of each run's batch: x (R, B, d), y (R, B), u (R, B) uniform.
 
-        ``counterexamples_f1``: examples where the features disagree and the label follows
-        feature 1 (pushes toward the linear solution); ``counterexamples_f2``: the label follows
-        feature 2 (toward XOR); ``label_flip``: flip the labels of the chosen examples.
+        ``counterexamples_f1``: the chosen examples get their XOR sign flipped, so the features
+        disagree and the label follows feature 1 (pushes toward the linear solution);
+        ``counterexamples_f2``: the same, but the label follows feature 2 (toward XOR);
+        ``label_flip``: the chosen examples' labels are flipped.
         """
-        b = y.shape[0]
-        chosen = torch.rand(b, generator=gen) < strength  # (B,)
+        chosen = u < strength  # (R, B)
         x, y = x.clone(), y.clone()
         if kind == "label_flip":
             y[chosen] = 1 - y[chosen]
             return x, y
-        if kind not in ("counterexamples_f1", "counterexamples_f2"):
-            raise NotImplementedError(kind)
-        # flip the XOR sign of chosen examples so the features disagree
-        x[chosen, 2] = -x[chosen, 2]
+        x[..., 2] = torch.where(chosen, -x[..., 2], x[..., 2])
         if kind == "counterexamples_f2":
             y[chosen] = 1 - y[chosen]
         return x, y

@@ -1,0 +1,123 @@
+"""``pathdep run``, ``pathdep ls`` and ``pathdep demo``."""
+
+from __future__ import annotations
+
+import logging
+from importlib import resources
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from pathdep.cli import app
+from pathdep.cli.progress import progress_bars
+from pathdep.study import DEFAULT_STORE, Study
+from pathdep import store as st
+
+console = Console()
+StoreOpt = Annotated[Path, typer.Option("--store", "-s", help="store directory")]
+
+
+def _log_to_console() -> None:
+    from rich.logging import RichHandler
+
+    logger = logging.getLogger("pathdep")
+    if not logger.handlers:
+        logger.addHandler(RichHandler(console=Console(stderr=True), show_path=False))
+        logger.setLevel(logging.INFO)
+
+
+def train(study: Study) -> None:
+    """Train a study with progress bars and print its summary table."""
+    _log_to_console()
+    console.print(f"study [bold]{study.name}[/]: {len(study.plan)} runs → {study.root}")
+    with progress_bars(console) as bar:
+        study.run(progress=bar)
+    print_summary(study)
+
+
+def print_summary(study: Study) -> None:
+    summary = study.summary()
+    if summary.empty:
+        console.print("no finished runs")
+        return
+    prop = study.task.solution_property
+    table = Table(title=f"{study.name}: final checkpoints ({prop} is the solution type)")
+    for col in ("variant", "runs", "test acc", f"{prop} mean", f"{prop} histogram (0 → 1)", "< 0.2 | mid | > 0.8"):
+        table.add_column(col, no_wrap=True)
+    for variant, df in summary.groupby("variant", sort=False):
+        values = df[prop].to_numpy()
+        table.add_row(variant, str(len(df)), f"{df['test_acc'].mean():.3f}", f"{values.mean():.3f}", spark(values),
+                      f"{(values < 0.2).sum()} | {((values >= 0.2) & (values <= 0.8)).sum()} | {(values > 0.8).sum()}")
+    console.print(table)
+
+
+def spark(values: np.ndarray, bins: int = 10) -> str:
+    """A one-line histogram of values in [0, 1] (a count per tenth)."""
+    counts, _ = np.histogram(np.clip(values, 0, 1), bins=bins, range=(0, 1))
+    ticks = " ▁▂▃▄▅▆▇█"
+    top = max(counts.max(), 1)
+    return "".join(ticks[int(np.ceil(c / top * 8))] for c in counts)
+
+
+@app.command()
+def run(
+    spec: Annotated[Path, typer.Argument(help="study spec (TOML)")],
+    store: StoreOpt = DEFAULT_STORE,
+) -> None:
+    """Plan the runs of SPEC, train them (resuming where they stopped) and print a summary."""
+    train(Study.from_toml(spec, store))
+
+
+@app.command()
+def ls(
+    study: Annotated[str | None, typer.Argument(help="a study to list the runs of")] = None,
+    store: StoreOpt = DEFAULT_STORE,
+) -> None:
+    """List the studies of a store, or the runs and checkpoints of one study."""
+    if study is None:
+        names = st.list_studies(store)
+        if not names:
+            console.print(f"no studies in {store}")
+        for name in names:
+            s = Study.open(store, name)
+            done = sum(s.steps(r.name)[-1:] == [r.process.steps] for r in s.plan)
+            console.print(f"{name}: {done}/{len(s.plan)} runs finished, tables: "
+                          f"{sorted(p.stem for p in st.tables_dir(store, name).glob('*.parquet')) or 'none'}")
+        return
+    s = Study.open(store, study)
+    table = Table(title=f"{study} in {store}")
+    for col in ("run", "variant", "init", "data", "fork", "checkpoints", "last step"):
+        table.add_column(col)
+    for _, r in s.runs().iterrows():
+        steps = s.steps(r.run)
+        table.add_row(r.run, r.variant, str(r.init_seed), str(r.data_seed), str(r.fork or ""),
+                      str(len(steps)), str(steps[-1] if steps else "-"))
+    console.print(table)
+
+
+def demo_spec_path() -> Path:
+    return Path(str(resources.files("pathdep") / "examples" / "demo.toml"))
+
+
+@app.command()
+def demo(store: StoreOpt = DEFAULT_STORE) -> None:
+    """Train the built-in demo study, measure it, write its report and print where it is."""
+    study = Study.from_toml(demo_spec_path(), store)
+    train(study)
+    finish = _optional_stage("pathdep.cli.report", "finish_demo")
+    if finish is not None:
+        finish(study)
+    else:
+        console.print(f"results: {study.root}")
+
+
+def _optional_stage(module: str, name: str):
+    try:
+        mod = __import__(module, fromlist=[name])
+    except ModuleNotFoundError:
+        return None
+    return getattr(mod, name, None)

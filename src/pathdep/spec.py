@@ -1,0 +1,411 @@
+"""The study spec: typed, frozen, validated; and the plan of runs it describes.
+
+A spec is TOML (or a dict) with a ``[process]`` (what is trained and how), ``[seeds]`` (init and
+data-order seeds, crossed), ``[[variants]]`` (named setup changes as dotted overrides of the
+process) and ``[[forks]]`` (children of a parent run from its checkpoint at a step, optionally moved
+part-way toward another run first: the nudge test). Every malformed field is reported on its own
+line naming the dotted path, the value and what was expected (:class:`pathdep.errors.SpecError`).
+
+>>> spec = parse_spec({"name": "tiny", "process": {"task": "two_features", "steps": 10,
+...                    "batch_size": 8, "checkpoints": {"every": 5}}, "seeds": {"init": 2}})
+>>> [r.name for r in plan_runs(spec)]
+['base-i0-d0', 'base-i1-d0']
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import hashlib
+import json
+import math
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from pathdep.errors import SpecError
+from pathdep.registry import MODELS, TASKS
+
+NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_.]*$"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class OptimizerSpec(_Strict):
+    """Per-run optimizer with torch.optim semantics (applied elementwise to stacked parameters)."""
+
+    name: Literal["sgd", "adam", "adamw"] = "adam"
+    lr: float = Field(1e-3, gt=0, description="peak learning rate")
+    weight_decay: float = Field(0.0, ge=0)
+    momentum: float = Field(0.0, ge=0, lt=1, description="SGD momentum")
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = Field(1e-8, gt=0)
+
+    @field_validator("betas")
+    @classmethod
+    def _betas(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not all(0 <= b < 1 for b in v):
+            raise ValueError("both betas must be in [0, 1)")
+        return v
+
+
+class CheckpointSpec(_Strict):
+    """Which steps to keep. Step 0 (the init) and the final step are always kept.
+
+    ``every=k`` keeps multiples of k; ``log=true`` keeps 1, 2, 4, ... (Pythia-style) up to
+    ``every`` (or the end) and multiples of ``every`` after; ``steps`` lists extra steps.
+    """
+
+    every: int | None = Field(None, gt=0)
+    log: bool = False
+    steps: tuple[int, ...] = ()
+
+    @field_validator("steps")
+    @classmethod
+    def _nonneg(cls, v: tuple[int, ...]) -> tuple[int, ...]:
+        if any(s < 0 for s in v):
+            raise ValueError("checkpoint steps must be >= 0")
+        return v
+
+    def resolve(self, total: int) -> tuple[int, ...]:
+        """The sorted checkpoint steps for a run of ``total`` steps.
+
+        >>> CheckpointSpec(every=100, log=True).resolve(300)
+        (0, 1, 2, 4, 8, 16, 32, 64, 100, 200, 300)
+        """
+        keep = {0, total, *self.steps}
+        if self.every:
+            keep.update(range(0, total + 1, self.every))
+        if self.log:
+            top = total if self.every is None else max(self.every, 1)
+            keep.update(2**i for i in range(int(math.log2(max(top, 1))) + 1) if 2**i <= total)
+        return tuple(sorted(keep))
+
+
+class InterventionSpec(_Strict):
+    """Change the training batches in steps [start, end): a fraction ``strength`` of each batch."""
+
+    kind: str
+    start: int = Field(0, ge=0)
+    end: int = Field(..., gt=0)
+    strength: float = Field(0.1, ge=0, le=1)
+    seed: int = Field(0, description="seed of the intervention's own stream")
+
+    @model_validator(mode="after")
+    def _window(self) -> InterventionSpec:
+        if self.end <= self.start:
+            raise ValueError(f"intervention window must have end > start (got start={self.start}, end={self.end})")
+        return self
+
+
+class ProcessSpec(_Strict):
+    """What is trained and how. Everything a run's result depends on, except its seeds."""
+
+    task: str
+    task_args: dict[str, Any] = Field(default_factory=dict)
+    model: str = "mlp"
+    model_args: dict[str, Any] = Field(default_factory=dict)
+    optimizer: OptimizerSpec = OptimizerSpec()
+    schedule: Literal["constant", "cosine"] = "constant"
+    warmup_steps: int = Field(0, ge=0)
+    steps: int = Field(..., gt=0)
+    batch_size: int = Field(..., gt=0, description="examples per step (capped at the train set size)")
+    checkpoints: CheckpointSpec = CheckpointSpec()
+    intervention: InterventionSpec | None = None
+    init_from: str | None = Field(None, description="safetensors checkpoint whose matching params replace the init")
+
+    @model_validator(mode="after")
+    def _check(self) -> ProcessSpec:
+        if self.task not in TASKS:
+            raise ValueError(f"unknown task {self.task!r}; expected one of {TASKS.names()}")
+        if self.model not in MODELS:
+            raise ValueError(f"unknown model {self.model!r}; expected one of {MODELS.names()}")
+        beyond = [s for s in self.checkpoints.steps if s > self.steps]
+        if beyond:
+            raise ValueError(f"checkpoint step {beyond[0]} is beyond the last step ({self.steps})")
+        if self.warmup_steps >= self.steps and self.warmup_steps:
+            raise ValueError(f"warmup_steps ({self.warmup_steps}) must be below steps ({self.steps})")
+        if self.intervention and self.intervention.end > self.steps:
+            raise ValueError(f"intervention ends at {self.intervention.end}, beyond the last step ({self.steps})")
+        return self
+
+    def checkpoint_steps(self) -> tuple[int, ...]:
+        return self.checkpoints.resolve(self.steps)
+
+
+class SeedsSpec(_Strict):
+    """Init and data-order seeds, crossed. An int n means 0..n-1."""
+
+    init: int | list[int] = Field(1)
+    data: int | list[int] = Field(1)
+
+    @staticmethod
+    def _expand(v: int | list[int]) -> list[int]:
+        return list(range(v)) if isinstance(v, int) else list(v)
+
+    @field_validator("init", "data")
+    @classmethod
+    def _valid(cls, v: int | list[int]) -> int | list[int]:
+        if isinstance(v, int) and v < 1:
+            raise ValueError("a seed count must be >= 1")
+        if isinstance(v, list) and (not v or len(set(v)) != len(v) or min(v) < 0):
+            raise ValueError("a seed list must be non-empty, without repeats, of seeds >= 0")
+        return v
+
+    def init_seeds(self) -> list[int]:
+        return self._expand(self.init)
+
+    def data_seeds(self) -> list[int]:
+        return self._expand(self.data)
+
+
+class VariantSpec(_Strict):
+    """A named setup change: dotted overrides of the process, e.g. ``{"optimizer.lr": 1e-2}``."""
+
+    name: str = Field(..., pattern=NAME_RE)
+    set: dict[str, Any] = Field(default_factory=dict)
+    seeds: SeedsSpec | None = Field(None, description="seeds of this variant (default: the study's)")
+
+
+class ForkSpec(_Strict):
+    """Children of ``parent`` from its checkpoint at ``step``, one per data seed (and lambda).
+
+    With ``toward``, each child starts from (1 - lam) * parent + lam * toward (same step).
+    ``set`` changes the process from the fork on (a branch with a change).
+    """
+
+    name: str = Field(..., pattern=NAME_RE)
+    parent: str
+    step: int = Field(..., ge=0)
+    data_seeds: list[int] = Field(..., min_length=1)
+    toward: str | None = None
+    lambdas: list[float] = Field(default_factory=list)
+    set: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _lambdas(self) -> ForkSpec:
+        if self.lambdas and self.toward is None:
+            raise ValueError("lambdas need a 'toward' run")
+        if any(not 0 <= lam <= 1 for lam in self.lambdas):
+            raise ValueError(f"lambdas must be in [0, 1], got {self.lambdas}")
+        return self
+
+
+class StudySpec(_Strict):
+    """A whole study: one process, its seeds, variants and forks."""
+
+    name: str = Field(..., pattern=NAME_RE)
+    description: str = ""
+    process: ProcessSpec
+    seeds: SeedsSpec = SeedsSpec()
+    variants: list[VariantSpec] = Field(default_factory=list)
+    forks: list[ForkSpec] = Field(default_factory=list)
+
+    def spec_hash(self) -> str:
+        """Content hash of the spec, leaving default-valued fields out (adding a field keeps old names)."""
+        return content_hash(self.model_dump(mode="json", exclude_defaults=True))
+
+
+# ---------------------------------------------------------------------------------------------
+# Parsing and error formatting
+
+
+def content_hash(obj: Any) -> str:
+    blob = json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _dotted(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in ("function-after", "function-before") or str(part).startswith(("function-", "union[")):
+            continue
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def _lines(err: ValidationError, prefix: str = "") -> list[str]:
+    lines = []
+    for e in err.errors():
+        path = prefix + _dotted(tuple(p for p in e["loc"] if not (isinstance(p, str) and p in ("int", "list[int]"))))
+        value = e.get("input")
+        if e["type"] == "extra_forbidden":
+            lines.append(f"Unknown field {path!r} (value {value!r}); check its spelling.")
+            continue
+        if e["type"] == "missing":
+            lines.append(f"The {path!r} field is required but missing.")
+            continue
+        msg = e["msg"].removeprefix("Value error, ").removeprefix("Input should be ")
+        msg = msg[0].lower() + msg[1:] if msg else msg
+        where = f"The {path!r} field" if path else "The spec"
+        lines.append(f"{where} must be {msg}. Got {value!r} instead." if e["msg"].startswith("Input should")
+                     else f"{where} is invalid: {msg}. Got {value!r}.")
+    return lines
+
+
+def _validate(model: type[BaseModel], data: Any, prefix: str = "") -> Any:
+    try:
+        return model.model_validate(data)
+    except ValidationError as err:
+        raise SpecError("\n".join(_lines(err, prefix))) from None
+
+
+def parse_spec(data: dict[str, Any]) -> StudySpec:
+    """Validate a spec dict, including every variant's and fork's resolved process."""
+    spec = _validate(StudySpec, data)
+    base = spec.process
+    resolve_process(base, {}, "process")
+    names = ["base"]
+    for i, v in enumerate(spec.variants):
+        if v.name in names:
+            raise SpecError(f"The 'variants[{i}].name' field must be unique. Got {v.name!r} twice.")
+        names.append(v.name)
+        resolve_process(base, v.set, f"variants[{i}].set")
+    runs = {r.name for r in plan_runs(spec, check_forks=False)}
+    fork_names: set[str] = set()
+    for i, f in enumerate(spec.forks):
+        if f.name in fork_names or f.name in names:
+            raise SpecError(f"The 'forks[{i}].name' field must be unique. Got {f.name!r} twice.")
+        fork_names.add(f.name)
+        for field in ("parent", "toward"):
+            ref = getattr(f, field)
+            if ref is not None and ref not in runs:
+                raise SpecError(
+                    f"The 'forks[{i}].{field}' field must name a run of this study. Got {ref!r} instead; "
+                    f"runs are named like {sorted(runs)[0]!r}."
+                )
+        parent_proc = process_of(spec, f.parent)
+        if f.step not in parent_proc.checkpoint_steps():
+            raise SpecError(
+                f"The 'forks[{i}].step' field must be a checkpoint step of {f.parent!r} "
+                f"({list(parent_proc.checkpoint_steps())}). Got {f.step} instead."
+            )
+        if f.toward is not None and process_of(spec, f.toward).model_args != parent_proc.model_args:
+            raise SpecError(f"The 'forks[{i}].toward' run must have the parent's architecture. Got {f.toward!r}.")
+        resolve_process(parent_proc, f.set, f"forks[{i}].set")
+    return spec
+
+
+def load_toml(path: str | Path) -> StudySpec:
+    """Read and validate a spec file."""
+    path = Path(path)
+    if not path.is_file():
+        raise SpecError(f"Spec file {str(path)!r} does not exist.")
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise SpecError(f"{path}: not valid TOML: {e}") from None
+    return parse_spec(data)
+
+
+def _set_dotted(d: dict[str, Any], key: str, value: Any, where: str) -> None:
+    parts = key.split(".")
+    cur = d
+    for p in parts[:-1]:
+        nxt = cur.get(p)
+        if nxt is None and p == "intervention":
+            nxt = cur[p] = {}
+        if not isinstance(nxt, dict):
+            raise SpecError(f"The '{where}' key {key!r} does not name a field of the process.")
+        cur = nxt
+    cur[parts[-1]] = value
+
+
+def resolve_process(base: ProcessSpec, overrides: dict[str, Any], where: str) -> ProcessSpec:
+    """Apply dotted overrides to a process and validate the result, task and model args included."""
+    data = copy.deepcopy(base.model_dump(mode="python"))
+    for key, value in overrides.items():
+        _set_dotted(data, key, value, where)
+    proc = _validate(ProcessSpec, data, f"{where}→process." if overrides else "process.")
+    prefix = f"{where}→process." if overrides else "process."
+    _validate(TASKS[proc.task].args, proc.task_args, prefix + "task_args.")
+    _validate(MODELS[proc.model].args, proc.model_args, prefix + "model_args.")
+    return proc
+
+
+# ---------------------------------------------------------------------------------------------
+# Planning
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """One run: a process plus its variation. ``fork`` is None for runs trained from init."""
+
+    name: str
+    variant: str
+    process: ProcessSpec
+    init_seed: int
+    data_seed: int
+    fork: str | None = None
+    parent: str | None = None
+    fork_step: int = 0
+    toward: str | None = None
+    lam: float | None = None
+
+    @property
+    def run_hash(self) -> str:
+        return content_hash(
+            {"process": self.process.model_dump(mode="json", exclude_defaults=True),
+             "init": self.init_seed, "data": self.data_seed, "parent": self.parent,
+             "fork_step": self.fork_step, "toward": self.toward, "lam": self.lam}
+        )
+
+
+def process_of(spec: StudySpec, run_name: str) -> ProcessSpec:
+    variant = run_name.rsplit("-i", 1)[0]
+    if variant == "base":
+        return spec.process
+    v = next(v for v in spec.variants if v.name == variant)
+    return resolve_process(spec.process, v.set, "variants")
+
+
+def plan_runs(spec: StudySpec, check_forks: bool = True) -> list[RunPlan]:
+    """Every run of the study: variants x init seeds x data seeds, then fork children."""
+    runs: list[RunPlan] = []
+    for vname, overrides, seeds in [("base", {}, spec.seeds)] + [(v.name, v.set, v.seeds or spec.seeds) for v in spec.variants]:
+        proc = resolve_process(spec.process, overrides, "variants")
+        for i in seeds.init_seeds():
+            for d in seeds.data_seeds():
+                runs.append(RunPlan(f"{vname}-i{i}-d{d}", vname, proc, i, d))
+    if not check_forks:
+        return runs
+    by_name = {r.name: r for r in runs}
+    for f in spec.forks:
+        parent = by_name[f.parent]
+        proc = resolve_process(parent.process, f.set, "forks")
+        for lam in f.lambdas or [None]:
+            for d in f.data_seeds:
+                tag = f"-l{lam:g}" if lam is not None else ""
+                runs.append(RunPlan(f"{f.name}{tag}-d{d}", parent.variant, proc, parent.init_seed, d,
+                                    fork=f.name, parent=parent.name, fork_step=f.step, toward=f.toward, lam=lam))
+    return runs
+
+
+def build_process(process: ProcessSpec | dict[str, Any]):
+    """The (task, model) a process trains. Accepts a ProcessSpec or its JSON dict."""
+    if isinstance(process, dict):
+        process = _validate(ProcessSpec, process, "process.")
+    task = _build_task(process.task, json.dumps(process.task_args, sort_keys=True))
+    margs = MODELS[process.model].args.model_validate(process.model_args)
+    model = MODELS[process.model].build(margs, task.in_shape, task.n_outputs)
+    return task, model
+
+
+@functools.lru_cache(maxsize=16)
+def _build_task(name: str, args_json: str):
+    """Tasks are deterministic functions of their arguments: build each once per process."""
+    entry = TASKS[name]
+    return entry.build(entry.args.model_validate(json.loads(args_json)))
+
+
+def valid_name(name: str) -> bool:
+    return re.match(NAME_RE, name) is not None

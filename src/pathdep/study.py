@@ -1,0 +1,287 @@
+"""A study: the runs a spec describes, trained into a store, and read back for measurement.
+
+>>> import tempfile
+>>> study = Study.from_dict({"name": "tiny", "process": {"task": "two_features", "steps": 4,
+...     "batch_size": 8, "model_args": {"hidden": [4]}}, "seeds": {"init": 2}}, store=tempfile.mkdtemp())
+>>> study.run()
+>>> study.steps("base-i1-d0")
+[0, 4]
+"""
+
+from __future__ import annotations
+
+
+import logging
+from collections.abc import Callable
+from itertools import groupby
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+from torch import Tensor
+
+from pathdep import store as st
+from pathdep.errors import SpecError, StoreError
+from pathdep.models.base import Model, Params
+from pathdep.spec import RunPlan, StudySpec, build_process, load_toml, parse_spec, plan_runs
+from pathdep.tasks.base import Task
+from pathdep.train.engine import RunState, fresh_state, train_population
+
+log = logging.getLogger("pathdep")
+
+DEFAULT_STORE = Path("pathdep-store")
+Progress = Callable[[str, int, int], None]  # (label, done, total)
+
+
+class Study:
+    """The runs of one spec in one store. Construct with :meth:`from_toml`, :meth:`from_dict` or :meth:`open`."""
+
+    def __init__(self, spec: StudySpec, store: str | Path | None = None, source: str | None = None) -> None:
+        self.spec = spec
+        self.store = Path(store) if store is not None else DEFAULT_STORE
+        self.source = source
+        self.plan = plan_runs(spec)
+        self._by_name = {r.name: r for r in self.plan}
+        self._check_interventions()
+
+    # --- construction --------------------------------------------------------------------
+    @classmethod
+    def from_toml(cls, path: str | Path, store: str | Path | None = None) -> Study:
+        return cls(load_toml(path), store, Path(path).read_text())
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], store: str | Path | None = None) -> Study:
+        return cls(parse_spec(data), store)
+
+    @classmethod
+    def open(cls, store: str | Path, name: str) -> Study:
+        """A study already in a store, from its saved spec."""
+        path = st.study_dir(Path(store), name) / "study.json"
+        if not path.is_file():
+            have = st.list_studies(Path(store))
+            raise StoreError(f"Store {str(store)!r} has no study {name!r}; it holds {have or 'no studies'}.")
+        return cls(parse_spec(st.read_json(path)["spec"]), store)
+
+    # --- identity --------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def root(self) -> Path:
+        return st.study_dir(self.store, self.name)
+
+    def _check_interventions(self) -> None:
+        for r in self.plan:
+            iv = r.process.intervention
+            if iv is not None:
+                task, _ = build_process(r.process)
+                if iv.kind not in task.intervention_kinds:
+                    raise SpecError(
+                        f"The 'intervention.kind' field of variant {r.variant!r} must be one of "
+                        f"{list(task.intervention_kinds)} for task {task.name!r}. Got {iv.kind!r} instead."
+                    )
+
+    # --- training ---------------------------------------------------------------------------
+    def run(self, progress: Progress | None = None, max_population: int = 256) -> None:
+        """Train every run that is not finished, resuming from the last good checkpoint."""
+        with st.locked(self.root):
+            self._claim_store()
+            states = {r.name: self._resume_state(r) for r in self.plan}
+            todo = [r for r in self.plan if states[r.name] is None or states[r.name].step < r.process.steps]
+            total = sum(r.process.steps - (states[r.name].step if states[r.name] else r.fork_step) for r in todo)
+            done = [0]
+
+            def advance(n: int) -> None:
+                done[0] += n
+                if progress:
+                    progress("train", done[0], total)
+
+            if progress:
+                progress("train", 0, total)
+            for phase in ([r for r in todo if r.fork is None], [r for r in todo if r.fork is not None]):
+                for group in self._groups(phase, states, max_population):
+                    self._train_group(group, states, advance)
+
+    def _claim_store(self) -> None:
+        meta = self.root / "study.json"
+        digest = self.spec.spec_hash()
+        if meta.is_file():
+            old = st.read_json(meta)
+            if old["spec_hash"] != digest:
+                raise StoreError(
+                    f"Store {str(self.store)!r} already holds a study {self.name!r} made from a different spec "
+                    f"(hash {old['spec_hash']} vs {digest}); nothing was changed. Rename the study or use another --store."
+                )
+            return
+        st.write_json(meta, {"name": self.name, "spec_hash": digest, "spec": self.spec.model_dump(mode="json")})
+        if self.source is not None:
+            st.write_atomic(self.root / "spec.toml", self.source.encode())
+
+    def _files(self, run: str) -> st.RunFiles:
+        return st.RunFiles(st.run_dir(self.store, self.name, run))
+
+    def _resume_state(self, r: RunPlan) -> RunState | None:
+        found = self._files(r.name).latest_good(warn=log.warning)
+        if found is None:
+            return None
+        params, optim, loss_log = st.decode_checkpoint(found[1])
+        return RunState(found[0], params, optim, loss_log)
+
+    def _start_state(self, r: RunPlan, have: RunState | None) -> RunState:
+        if have is not None:
+            return have
+        if r.fork is None:
+            task, model = build_process(r.process)
+            state = fresh_state(model, r.init_seed)
+            if r.process.init_from:
+                state.params = _load_init(state.params, r.process.init_from)
+            return state
+        params, optim, loss_log = st.decode_checkpoint(self._files(r.parent).read(r.fork_step))
+        if r.toward is not None and r.lam:
+            other, _, _ = st.decode_checkpoint(self._files(r.toward).read(r.fork_step))
+            params = {k: torch.lerp(v, other[k], r.lam) for k, v in params.items()}
+        return RunState(r.fork_step, params, optim, loss_log)
+
+    def _groups(self, runs: list[RunPlan], states, max_population: int):
+        """Runs that can share one population: same process, same fork, same start step."""
+
+        def key(r: RunPlan) -> tuple:
+            start = states[r.name].step if states[r.name] else r.fork_step
+            return (r.process.model_dump_json(), r.fork or "", start)
+
+        for _, grp in groupby(sorted(runs, key=key), key=key):
+            grp = list(grp)
+            for i in range(0, len(grp), max_population):
+                yield grp[i : i + max_population]
+
+    def _train_group(self, group: list[RunPlan], states, advance) -> None:
+        process = group[0].process
+        task, model = build_process(process)
+        start = [self._start_state(r, states[r.name]) for r in group]
+        for r, s in zip(group, start):
+            self._write_record(r)
+            if states[r.name] is None:  # the run's own first checkpoint (init, or the fork point)
+                self._write_checkpoint(r, s)
+
+        def on_checkpoint(step: int, run_states: list[RunState]) -> None:
+            for r, s in zip(group, run_states):
+                self._write_checkpoint(r, s)
+
+        train_population(task, model, process, [r.data_seed for r in group], start, on_checkpoint, advance)
+
+    def _write_record(self, r: RunPlan) -> None:
+        path = st.run_dir(self.store, self.name, r.name) / "record.json"
+        if not path.is_file():
+            st.write_json(path, _record(r))
+
+    def _write_checkpoint(self, r: RunPlan, s: RunState) -> None:
+        meta = {"run": r.name, "step": str(s.step), "process": r.process.model_dump_json()}
+        self._files(r.name).write(s.step, st.encode_checkpoint(s.params, s.optim, s.log, meta))
+
+    # --- reading ----------------------------------------------------------------------------
+    def runs(self) -> pd.DataFrame:
+        """One row per planned run."""
+        return pd.DataFrame([_record(r) | {"process": None} for r in self.plan]).drop(columns="process")
+
+    def steps(self, run: str) -> list[int]:
+        self._plan_of(run)
+        return self._files(run).steps()
+
+    def load(self, run: str, step: int) -> Params:
+        """One run's parameters at ``step`` (no run axis), verified against the manifest."""
+        self._plan_of(run)
+        params, _, _ = st.decode_checkpoint(self._files(run).read(step))
+        return params
+
+    def load_population(self, runs: list[str], step: int) -> Params:
+        """Several runs' parameters at ``step``, stacked in the given order: each (R, ...)."""
+        per_run = [self.load(r, step) for r in runs]
+        return {k: torch.stack([p[k] for p in per_run]) for k in per_run[0]}
+
+    def train_log(self, run: str) -> pd.DataFrame:
+        """The training loss at every step (of the latest checkpoint)."""
+        steps = self.steps(run)
+        if not steps:
+            return pd.DataFrame({"step": [], "loss": []})
+        _, _, loss_log = st.decode_checkpoint(self._files(run).read(steps[-1]))
+        return pd.DataFrame({"step": range(len(loss_log)), "loss": loss_log.numpy()})
+
+    @property
+    def task(self) -> Task:
+        return build_process(self.spec.process)[0]
+
+    def model(self, run: str | None = None) -> Model:
+        proc = self._plan_of(run).process if run is not None else self.spec.process
+        return build_process(proc)[1]
+
+    def task_of(self, run: str) -> Task:
+        return build_process(self._plan_of(run).process)[0]
+
+    def final_step(self, run: str) -> int:
+        return self._plan_of(run).process.steps
+
+    def _plan_of(self, run: str) -> RunPlan:
+        if run not in self._by_name:
+            raise StoreError(f"Study {self.name!r} has no run {run!r}; runs are named like {self.plan[0].name!r}.")
+        return self._by_name[run]
+
+    # --- tables -----------------------------------------------------------------------------
+    def write_table(self, name: str, df: pd.DataFrame) -> Path:
+        return st.write_table(self.store, self.name, name, df)
+
+    def read_table(self, name: str) -> pd.DataFrame:
+        return st.read_table(self.store, self.name, name)
+
+    def has_table(self, name: str) -> bool:
+        return (st.tables_dir(self.store, self.name) / f"{name}.parquet").is_file()
+
+    def summary(self) -> pd.DataFrame:
+        """Final properties of every finished run: one row per run, one column per property."""
+        rows = []
+        for variant_runs in _by_process(self.plan):
+            finished = [r.name for r in variant_runs if self.steps(r.name)[-1:] == [r.process.steps]]
+            if not finished:
+                continue
+            task, model = build_process(variant_runs[0].process)
+            with torch.no_grad():
+                props = task.properties(model, self.load_population(finished, variant_runs[0].process.steps))
+            for i, run in enumerate(finished):
+                rows.append({"run": run, "variant": self._by_name[run].variant}
+                            | {k: float(v[i]) for k, v in props.items()})
+        return pd.DataFrame(rows)
+
+
+def _by_process(plan: list[RunPlan]) -> list[list[RunPlan]]:
+    out: dict[str, list[RunPlan]] = {}
+    for r in plan:
+        out.setdefault(r.process.model_dump_json(), []).append(r)
+    return list(out.values())
+
+
+def _record(r: RunPlan) -> dict[str, Any]:
+    iv = r.process.intervention
+    return {
+        "run": r.name, "variant": r.variant, "init_seed": r.init_seed, "data_seed": r.data_seed,
+        "fork": r.fork, "parent": r.parent, "fork_step": r.fork_step, "toward": r.toward, "lam": r.lam,
+        "intervention": iv.model_dump(mode="json") if iv else None,
+        "run_hash": r.run_hash, "process": r.process.model_dump(mode="json"),
+    }
+
+
+def _load_init(params: dict[str, Tensor], path: str) -> dict[str, Tensor]:
+    """Replace params present in a checkpoint (same name and shape); the rest keep their init."""
+    ckpt, _ = st.read_checkpoint(path)
+    out = dict(params)
+    for k, v in ckpt.items():
+        if k in out:
+            if out[k].shape != v.shape:
+                raise SpecError(
+                    f"The 'init_from' checkpoint {path!r} has {k!r} of shape {tuple(v.shape)}; "
+                    f"the model expects {tuple(out[k].shape)}."
+                )
+            out[k] = v.clone()
+    return out
+
+
