@@ -1,0 +1,136 @@
+"""A Finding answers one question of the path-dependence profile; a Profile holds a study's findings.
+
+A finding carries one headline statistic with its confidence interval, a verdict in words,
+secondary numbers (``details``) and a plot. The plot is either a function that draws on a
+matplotlib ``Axes`` (built from stored data by the analysis) or the PNG bytes of a figure.
+Everything but the plot is JSON-serialisable (:meth:`Finding.to_dict`, :meth:`Profile.to_json`).
+
+>>> f = not_measured("F", "the study has no intervention variants")
+>>> f.measured, f.verdict
+(False, 'not measured in this study: the study has no intervention variants')
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+QUESTIONS: dict[str, str] = {
+    "A": "How much do final models differ across seeds?",
+    "B": "How sensitive is the outcome to small setup changes?",
+    "C": "Do runs fall into distinct clusters or a continuum?",
+    "D": "Are clusters stable through training; does a nudge decay or stick?",
+    "E": "How well does a mid-training checkpoint predict the final model?",
+    "F": "How much do early interventions change the final model?",
+    "G": "Do early circuits survive to the end?",
+    "H": "Does a static measure of the final solutions predict which one training finds?",
+    "T": "Consistency over time vs consistency between runs",
+    "LMC": "Linear mode connectivity, instability analysis, model soups",
+    "GF": "A general factor across studies",
+}
+
+PlotFn = Callable[[Any], None]  # draws on a matplotlib Axes
+
+
+@dataclass(frozen=True)
+class Finding:
+    """The answer to one question: a headline number with its interval, a verdict and a plot."""
+
+    id: str
+    headline: str  # name of the headline statistic
+    value: float | None
+    ci: tuple[float, float] | None
+    verdict: str
+    details: dict[str, Any] = field(default_factory=dict)
+    plot: PlotFn | bytes | None = None
+    measured: bool = True
+
+    @property
+    def question(self) -> str:
+        return QUESTIONS.get(self.id, self.id)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Everything but the plot, as plain JSON values (NaN and infinities become None)."""
+        return {
+            "id": self.id,
+            "question": self.question,
+            "headline": self.headline,
+            "value": jsonable(self.value),
+            "ci": jsonable(self.ci),
+            "verdict": self.verdict,
+            "details": jsonable(self.details),
+            "measured": self.measured,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Finding:
+        ci = d.get("ci")
+        return cls(
+            id=d["id"],
+            headline=d["headline"],
+            value=d.get("value"),
+            ci=tuple(ci) if ci is not None else None,  # type: ignore[arg-type]
+            verdict=d["verdict"],
+            details=d.get("details", {}),
+            measured=d.get("measured", True),
+        )
+
+
+def not_measured(id: str, reason: str, headline: str = "") -> Finding:
+    """The finding of a question whose inputs the study does not have."""
+    return Finding(id=id, headline=headline, value=None, ci=None,
+                   verdict=f"not measured in this study: {reason}", measured=False)
+
+
+@dataclass(frozen=True)
+class Profile:
+    """The findings of one study, in question order."""
+
+    study: str
+    findings: tuple[Finding, ...]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __iter__(self) -> Iterator[Finding]:
+        return iter(self.findings)
+
+    def __getitem__(self, id: str) -> Finding:
+        for f in self.findings:
+            if f.id == id:
+                return f
+        raise KeyError(id)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"study": self.study, "meta": jsonable(self.meta), "findings": [f.to_dict() for f in self.findings]}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, allow_nan=False)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Profile:
+        return cls(study=d["study"], findings=tuple(Finding.from_dict(f) for f in d["findings"]), meta=d.get("meta", {}))
+
+    @classmethod
+    def from_json(cls, text: str) -> Profile:
+        return cls.from_dict(json.loads(text))
+
+
+def jsonable(obj: Any) -> Any:
+    """Numpy scalars and arrays to Python values, non-finite floats to None, tuples to lists."""
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return jsonable(obj.tolist())
+    if isinstance(obj, (np.bool_, bool)):
+        return bool(obj)
+    if isinstance(obj, (np.integer, int)):
+        return int(obj)
+    if isinstance(obj, (np.floating, float)):
+        return float(obj) if math.isfinite(obj) else None
+    return obj
