@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from pathdep.errors import SpecError
+from pathdep.errors import SpecError, bad_value
 from pathdep.registry import MODELS, TASKS
 
 NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_.]*$"
@@ -120,20 +120,19 @@ class ProcessSpec(_Strict):
     intervention: InterventionSpec | None = None
     init_from: str | None = Field(None, description="safetensors checkpoint whose matching params replace the init")
 
-    @model_validator(mode="after")
-    def _check(self) -> ProcessSpec:
-        if self.task not in TASKS:
-            raise ValueError(f"unknown task {self.task!r}; expected one of {TASKS.names()}")
-        if self.model not in MODELS:
-            raise ValueError(f"unknown model {self.model!r}; expected one of {MODELS.names()}")
-        beyond = [s for s in self.checkpoints.steps if s > self.steps]
-        if beyond:
-            raise ValueError(f"checkpoint step {beyond[0]} is beyond the last step ({self.steps})")
-        if self.warmup_steps >= self.steps and self.warmup_steps:
-            raise ValueError(f"warmup_steps ({self.warmup_steps}) must be below steps ({self.steps})")
-        if self.intervention and self.intervention.end > self.steps:
-            raise ValueError(f"intervention ends at {self.intervention.end}, beyond the last step ({self.steps})")
-        return self
+    @field_validator("task")
+    @classmethod
+    def _task(cls, v: str) -> str:
+        if v not in TASKS:
+            raise ValueError(f"unknown task; expected one of {TASKS.names()}")
+        return v
+
+    @field_validator("model")
+    @classmethod
+    def _model(cls, v: str) -> str:
+        if v not in MODELS:
+            raise ValueError(f"unknown model; expected one of {MODELS.names()}")
+        return v
 
     def checkpoint_steps(self) -> tuple[int, ...]:
         return self.checkpoints.resolve(self.steps)
@@ -233,10 +232,16 @@ def _dotted(loc: tuple[Any, ...]) -> str:
     return out
 
 
+def _join(prefix: str, path: str) -> str:
+    if not path:
+        return prefix.rstrip(".")
+    return prefix + path if prefix.endswith(".") or not prefix else f"{prefix}.{path}"
+
+
 def _lines(err: ValidationError, prefix: str = "") -> list[str]:
     lines = []
     for e in err.errors():
-        path = prefix + _dotted(tuple(p for p in e["loc"] if not (isinstance(p, str) and p in ("int", "list[int]"))))
+        path = _join(prefix, _dotted(tuple(p for p in e["loc"] if not (isinstance(p, str) and p in ("int", "list[int]")))))
         value = e.get("input")
         if e["type"] == "extra_forbidden":
             lines.append(f"Unknown field {path!r} (value {value!r}); check its spelling.")
@@ -325,11 +330,24 @@ def resolve_process(base: ProcessSpec, overrides: dict[str, Any], where: str) ->
     data = copy.deepcopy(base.model_dump(mode="python"))
     for key, value in overrides.items():
         _set_dotted(data, key, value, where)
-    proc = _validate(ProcessSpec, data, f"{where}→process." if overrides else "process.")
     prefix = f"{where}→process." if overrides else "process."
+    proc = _validate(ProcessSpec, data, prefix)
     _validate(TASKS[proc.task].args, proc.task_args, prefix + "task_args.")
     _validate(MODELS[proc.model].args, proc.model_args, prefix + "model_args.")
+    _cross_checks(proc, prefix)
     return proc
+
+
+def _cross_checks(proc: ProcessSpec, prefix: str) -> None:
+    """Constraints between fields of a process, each reported on the field that breaks them."""
+    beyond = [s for s in proc.checkpoints.steps if s > proc.steps]
+    if beyond:
+        raise bad_value(prefix + "checkpoints.steps", beyond[0], f"at most the last step ({proc.steps})")
+    if proc.warmup_steps and proc.warmup_steps >= proc.steps:
+        raise bad_value(prefix + "warmup_steps", proc.warmup_steps, f"below steps ({proc.steps})")
+    iv = proc.intervention
+    if iv is not None and iv.end > proc.steps:
+        raise bad_value(prefix + "intervention.end", iv.end, f"at most the last step ({proc.steps})")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from pathdep.models.base import Model, Params, PermutationSpec, capture, hook, init_population, stack, unstack
 from pathdep.models.cnn import CNN, CNNArgs, build_cnn
@@ -17,14 +17,26 @@ class MLPArgs(BaseModel):
     hidden: tuple[int, ...] = Field((32, 32), min_length=1, description="hidden widths")
     activations: tuple[str, ...] | None = Field(None, description="one per hidden layer; default relu")
 
-    def model_post_init(self, _: object) -> None:
-        for a in self.activations or ():
-            if a not in ACTIVATIONS:
-                raise ValueError(f"unknown activation {a!r}; choose from {sorted(ACTIVATIONS)}")
+    @field_validator("hidden")
+    @classmethod
+    def _widths(cls, v: tuple[int, ...]) -> tuple[int, ...]:
+        if any(w < 1 for w in v):
+            raise ValueError("hidden widths must be >= 1")
+        return v
+
+    @field_validator("activations")
+    @classmethod
+    def _known(cls, v: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        unknown = [a for a in v or () if a not in ACTIVATIONS]
+        if unknown:
+            raise ValueError(f"unknown activation {unknown[0]!r}; choose from {sorted(ACTIVATIONS)}")
+        return v
+
+    @model_validator(mode="after")
+    def _one_per_layer(self) -> "MLPArgs":
         if self.activations is not None and len(self.activations) != len(self.hidden):
             raise ValueError(f"needs one activation per hidden layer ({len(self.hidden)}), got {len(self.activations)}")
-        if any(w < 1 for w in self.hidden):
-            raise ValueError("hidden widths must be >= 1")
+        return self
 
 
 def build_mlp(args: MLPArgs, in_shape: tuple[int, ...], n_outputs: int) -> MLP:

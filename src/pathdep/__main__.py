@@ -1,0 +1,3 @@
+from pathdep.cli import main
+
+main()

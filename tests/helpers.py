@@ -1,0 +1,48 @@
+"""Small specs shared by tests."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+from pathlib import Path
+
+TINY = {
+    "name": "tiny",
+    "process": {
+        "task": "two_features",
+        "task_args": {"n_train": 256, "n_test": 200, "n_probe": 200},
+        "model": "mlp",
+        "model_args": {"hidden": [1, 16], "activations": ["identity", "relu"]},
+        "steps": 60,
+        "batch_size": 32,
+        "optimizer": {"name": "adam", "lr": 3e-3},
+        "checkpoints": {"every": 20},
+    },
+    "seeds": {"init": 3, "data": [0]},
+}
+
+
+def tiny(**changes) -> dict:
+    """A copy of TINY with dotted changes, e.g. tiny(**{"process.steps": 10})."""
+    spec = copy.deepcopy(TINY)
+    for key, value in changes.items():
+        cur = spec
+        parts = key.split(".")
+        for p in parts[:-1]:
+            cur = cur.setdefault(p, {})
+        if value is DELETE:
+            cur.pop(parts[-1], None)
+        else:
+            cur[parts[-1]] = value
+    return spec
+
+
+DELETE = object()
+
+
+def file_hashes(root: Path, pattern: str = "*.safetensors") -> dict[str, str]:
+    """{relative path: sha256} of every matching file below root."""
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(Path(root).rglob(pattern))
+    }
