@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pathdep.models.base import Model, Params, PermutationSpec, capture, hook, init_population, stack, unstack
 from pathdep.models.cnn import CNN, CNNArgs, build_cnn
 from pathdep.models.mlp import ACTIVATIONS, MLP
+from pathdep.models.transformer import Transformer, TransformerArgs, build_transformer
 from pathdep.registry import MODELS
 
 
@@ -45,5 +46,6 @@ def build_mlp(args: MLPArgs, in_shape: tuple[int, ...], n_outputs: int) -> MLP:
 
 MODELS.register("mlp", MLPArgs, build_mlp, "multi-layer perceptron (nn.Linear layout and init)")
 MODELS.register("cnn", CNNArgs, build_cnn, "small 1-D/2-D convolutional net (nn.Conv layout and init)")
+MODELS.register("transformer", TransformerArgs, build_transformer, "decoder-only transformer (TransformerLens names)")
 
-__all__ = ["CNN", "MLP", "MODELS", "Model", "Params", "PermutationSpec", "capture", "hook", "init_population", "stack", "unstack"]
+__all__ = ["CNN", "MLP", "Transformer", "MODELS", "Model", "Params", "PermutationSpec", "capture", "hook", "init_population", "stack", "unstack"]

@@ -2,9 +2,11 @@
 
 from pathdep.registry import TASKS
 from pathdep.tasks import digits, features
+from pathdep.tasks import induction
 from pathdep.tasks.base import Split, Task
 
 TASKS.register("two_features", features.TwoFeaturesArgs, features.build, features.__doc__.splitlines()[0])
 TASKS.register("digits", digits.DigitsArgs, digits.build, digits.__doc__.splitlines()[0])
+TASKS.register("induction", induction.InductionArgs, induction.build, induction.__doc__.splitlines()[0])
 
 __all__ = ["Split", "Task", "TASKS"]
