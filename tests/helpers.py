@@ -45,4 +45,5 @@ def file_hashes(root: Path, pattern: str = "*.safetensors") -> dict[str, str]:
     return {
         str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
         for p in sorted(Path(root).rglob(pattern))
+        if p.is_file() and p.name != ".lock"
     }

@@ -13,7 +13,8 @@ Layout (every path comes from one of the small functions below)::
 Every file is written atomically (temp file, fsync, rename). A checkpoint counts only once the
 manifest lists it, and is verified against its sha256 whenever it is read; nothing is ever
 unpickled. A checkpoint file holds one run: ``param/<name>``, ``optim/<state>/<name>`` and
-``log/loss`` tensors, and metadata ``run``, ``step`` and ``process`` (the resolved process JSON).
+``log/loss`` tensors, and one metadata entry ``pathdep``: JSON of ``run``, ``step`` and ``process``
+(the resolved process, itself JSON).
 """
 
 from __future__ import annotations
@@ -98,7 +99,8 @@ def encode_checkpoint(
     tensors = {f"param/{k}": v.contiguous() for k, v in params.items()}
     tensors.update({f"optim/{k}": v.contiguous() for k, v in optim.items()})
     tensors["log/loss"] = log.contiguous()
-    return st_save(tensors, metadata=meta)
+    # one metadata entry: safetensors keeps metadata in a hash map whose order varies by process
+    return st_save(tensors, metadata={"pathdep": json.dumps(meta, sort_keys=True)})
 
 
 def decode_checkpoint(data: bytes) -> tuple[dict[str, Tensor], dict[str, Tensor], Tensor]:
@@ -128,10 +130,10 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, Tensor], dict[str, Any]
         from safetensors import safe_open
 
         with safe_open(str(path), framework="pt") as f:
-            meta = dict(f.metadata() or {})
+            meta = json.loads((f.metadata() or {}).get("pathdep", "{}"))
     except Exception as e:  # safetensors raises its own error types on bad headers
         raise CheckpointError(f"Checkpoint {path} cannot be read as safetensors ({e}).") from None
-    if "process" in meta:
+    if isinstance(meta.get("process"), str):
         meta["process"] = json.loads(meta["process"])
     return params, meta
 
