@@ -16,7 +16,7 @@ The permutation structure of a family is data (:class:`PermutationSpec`), as in 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -29,10 +29,14 @@ Params = dict[str, Tensor]
 
 _RECORDER: ContextVar[dict[str, Tensor] | None] = ContextVar("pathdep_recorder", default=None)
 _WANTED: ContextVar[frozenset[str] | None] = ContextVar("pathdep_wanted", default=None)
+_EDITS: ContextVar[Mapping[str, Callable[[Tensor], Tensor]] | None] = ContextVar("pathdep_edits", default=None)
 
 
 def hook(name: str, t: Tensor) -> Tensor:
-    """Name an activation: recorded when a :func:`capture` block asks for it; returns ``t``."""
+    """Name an activation: edited inside an :func:`edit` block, recorded inside :func:`capture`; returns it."""
+    edits = _EDITS.get()
+    if edits is not None and name in edits:
+        t = edits[name](t)
     rec = _RECORDER.get()
     if rec is not None:
         wanted = _WANTED.get()
@@ -61,6 +65,28 @@ def capture(names: set[str] | frozenset[str] | None = None) -> Iterator[dict[str
     finally:
         _RECORDER.reset(t1)
         _WANTED.reset(t2)
+
+
+@contextmanager
+def edit(fns: Mapping[str, Callable[[Tensor], Tensor]]) -> Iterator[None]:
+    """Replace named activations by ``fns[name](activation)`` in every ``apply`` inside the block.
+
+    Ablations and other interventions on activations use this (the edit is removed when the
+    block ends). The edited tensor keeps the run axis first.
+
+    >>> from pathdep.models.mlp import MLP
+    >>> m = MLP(d_in=3, hidden=(4,), d_out=2)
+    >>> p = m.init_population([0])
+    >>> with edit({"h0": torch.zeros_like}):
+    ...     out = m.apply(p, torch.randn(1, 5, 3))
+    >>> bool(torch.allclose(out, p["fc1.bias"].unsqueeze(1).expand(1, 5, 2)))
+    True
+    """
+    token = _EDITS.set(dict(fns))
+    try:
+        yield
+    finally:
+        _EDITS.reset(token)
 
 
 @dataclass(frozen=True)

@@ -60,6 +60,11 @@ class MLP:
         }
         return PermutationSpec(axes)
 
+    @property
+    def permutation_hooks(self) -> dict[str, str]:
+        """The activation whose units each permutation reorders (for activation matching)."""
+        return {f"P{i}": f"h{i}" for i in range(len(self.hidden))}
+
     def init(self, gen: torch.Generator) -> Params:
         """PyTorch's default ``nn.Linear`` init: U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
         params: Params = {}

@@ -1,0 +1,66 @@
+"""``pathdep measure`` and ``pathdep compare``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import pandas as pd
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from pathdep.cli import app
+from pathdep.cli.progress import progress_bars
+from pathdep.study import DEFAULT_STORE, Study
+
+console = Console()
+
+
+def _open(study: str, store: Path) -> Study:
+    """A study by name in ``store``, or from a spec file (its runs must be trained already)."""
+    path = Path(study)
+    if path.suffix == ".toml" and path.is_file():
+        return Study.from_toml(path, store)
+    return Study.open(store, study)
+
+
+def _show(df: pd.DataFrame, title: str) -> None:
+    table = Table(title=title)
+    for col in df.columns:
+        table.add_column(str(col), justify="right" if df[col].dtype.kind in "fi" else "left")
+    for _, row in df.iterrows():
+        table.add_row(*[f"{v:.4f}" if isinstance(v, float) else str(v) for v in row])
+    console.print(table)
+
+
+@app.command()
+def measure(
+    study: Annotated[str, typer.Argument(help="study name in the store (or its spec TOML)")],
+    store: Annotated[Path, typer.Option("--store", "-s", help="store directory")] = DEFAULT_STORE,
+    only: Annotated[list[str] | None, typer.Option("--only", help="a table to compute (repeatable); default all")] = None,
+    n_alpha: Annotated[int, typer.Option(help="interpolation points per pair, ends included")] = 21,
+) -> None:
+    """Measure the finished runs of STUDY and write its tables (behaviour, CKA, barriers, soups, ...)."""
+    from pathdep.measure import measure_study
+
+    s = _open(study, store)
+    with progress_bars(console) as bar:
+        tables = measure_study(s, which=only or None, n_alpha=n_alpha, progress=bar)
+    summary = pd.DataFrame({"table": list(tables), "rows": [len(df) for df in tables.values()]})
+    _show(summary, f"{s.name}: tables written to {s.root / 'tables'}")
+
+
+@app.command()
+def compare(
+    ckpt_a: Annotated[Path, typer.Argument(help="checkpoint file (safetensors)")],
+    ckpt_b: Annotated[Path, typer.Argument(help="checkpoint file of the same architecture and task")],
+    n_alpha: Annotated[int, typer.Option(help="interpolation points, ends included")] = 21,
+) -> None:
+    """Barrier (raw and aligned), CKA per layer and behaviour agreement of two checkpoints."""
+    from pathdep.measure import compare as compare_checkpoints
+
+    res = compare_checkpoints(ckpt_a, ckpt_b, n_alpha=n_alpha)
+    _show(res.barriers, f"barriers: {res.definition}")
+    _show(res.cka, "representation similarity")
+    _show(res.behaviour, "behaviour")

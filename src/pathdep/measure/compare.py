@@ -1,0 +1,99 @@
+"""Compare two checkpoint files: barriers (raw and aligned), CKA per layer, behaviour agreement.
+
+Both files must hold the same architecture and task (the ``process`` metadata) and the same
+parameter keys and shapes; this is checked before anything is computed, and the first
+difference is named in an :class:`~pathdep.errors.IncompatibleError`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from pathdep.errors import IncompatibleError
+from pathdep.measure import behaviour as bh
+from pathdep.measure import connectivity as cn
+from pathdep.measure import similarity as sim
+from pathdep.measure.align import apply_permutation, weight_matching
+from pathdep.measure.study import eval_splits, probe_splits
+from pathdep.models.base import Params, capture
+
+#: Process fields that fix what a checkpoint computes and on which data.
+IDENTITY_FIELDS = ("model", "model_args", "task", "task_args")
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The result of :func:`compare`: three small tables."""
+
+    barriers: pd.DataFrame  # split, aligned, loss_barrier, error_barrier
+    cka: pd.DataFrame  # layer, probe, cka, cka_debiased, procrustes
+    behaviour: pd.DataFrame  # probe, loss_pearson, loss_spearman, agreement, error_kappa
+    definition: str = cn.BARRIER_DEFINITION
+
+
+def check_compatible(a: Params, b: Params, proc_a: dict[str, Any], proc_b: dict[str, Any], names=("A", "B")) -> None:
+    """Raise :class:`IncompatibleError` at the first difference in keys, shapes or process identity."""
+    only_a, only_b = sorted(set(a) - set(b)), sorted(set(b) - set(a))
+    if only_a or only_b:
+        key, where = (only_a[0], names[0]) if only_a else (only_b[0], names[1])
+        other = names[1] if where == names[0] else names[0]
+        raise IncompatibleError(f"Parameter {key!r} is in checkpoint {where} but not in checkpoint {other}.")
+    for key in sorted(a):
+        if a[key].shape != b[key].shape:
+            raise IncompatibleError(
+                f"Parameter {key!r} has shape {tuple(a[key].shape)} in checkpoint {names[0]} "
+                f"and {tuple(b[key].shape)} in checkpoint {names[1]}."
+            )
+    for fld in IDENTITY_FIELDS:
+        va, vb = proc_a.get(fld), proc_b.get(fld)
+        if va != vb:
+            raise IncompatibleError(
+                f"The 'process.{fld}' of checkpoint {names[0]} is {va!r} but {vb!r} in checkpoint {names[1]}; "
+                f"only checkpoints of one architecture and task can be compared."
+            )
+
+
+def _read(path: str | Path) -> tuple[Params, dict[str, Any]]:
+    from pathdep.store import read_checkpoint
+
+    params, meta = read_checkpoint(path)
+    process = meta.get("process")
+    if not isinstance(process, dict):
+        raise IncompatibleError(f"Checkpoint {str(path)!r} has no 'process' metadata; cannot tell its architecture.")
+    return params, process
+
+
+def compare(ckpt_a: str | Path, ckpt_b: str | Path, *, n_alpha: int = 21) -> Comparison:
+    """Barriers (raw and weight-matched), per-layer CKA and behaviour statistics of two checkpoints."""
+    from pathdep.spec import build_process
+
+    a, proc_a = _read(ckpt_a)
+    b, proc_b = _read(ckpt_b)
+    check_compatible(a, b, proc_a, proc_b, (str(ckpt_a), str(ckpt_b)))
+    task, model = build_process(proc_a)
+    pa = {k: v.unsqueeze(0) for k, v in a.items()}  # populations of one
+    pb = {k: v.unsqueeze(0) for k, v in b.items()}
+    aligned = apply_permutation(model.permutation_spec, pb, weight_matching(model.permutation_spec, pa, pb))
+    bars = []
+    for is_aligned, other in ((False, pb), (True, aligned)):
+        for split_name, split in eval_splits(task).items():
+            res = cn.pair_barriers(task, model, pa, other, split, n_alpha)
+            bars.append({"split": split_name, "aligned": is_aligned, "loss_barrier": float(res["loss_barrier"][0]),
+                         "error_barrier": float(res["error_barrier"][0])})
+    both = {k: torch.cat([pa[k], pb[k]]) for k in pa}
+    cka_rows, beh_rows = [], []
+    for probe, split in probe_splits(task).items():
+        with capture(set(model.hook_names)) as acts, torch.no_grad():
+            model.apply(both, split.x.unsqueeze(0).expand(2, *split.x.shape))
+        for layer, x in acts.items():
+            s = sim.similarity_paired(x[:1], x[1:])
+            cka_rows.append({"layer": layer, "probe": probe, **{k: float(v[0]) for k, v in s.items()}})
+        ev = bh.evaluate_behaviour(task, model, both, split)
+        rows = bh.pair_rows({k: v[:1] for k, v in ev.items()}, {k: v[1:] for k, v in ev.items()})
+        beh_rows.append({"probe": probe, **{k: float(v[0]) for k, v in rows.items()}})
+    return Comparison(pd.DataFrame(bars), pd.DataFrame(cka_rows), pd.DataFrame(beh_rows))

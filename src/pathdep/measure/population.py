@@ -1,0 +1,99 @@
+"""Small helpers that build and evaluate populations of members (runs, pairs, interpolation points).
+
+A *member* is one set of parameters with the run axis first; every measurement builds the
+members it needs (copies, interpolations, ablations) as one population and evaluates it in as
+few ``apply`` calls as memory allows. ``chunk`` is always a number of members per call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import torch
+from torch import Tensor
+
+from pathdep.models.base import Model, Params, capture
+from pathdep.tasks.base import Split, Task
+
+Progress = Callable[[int, int], None]
+
+#: Activation floats one forward call may hold (2 MiB in float32). Measured on CPU: calls whose
+#: activations stay in cache run 2-4x faster per member than one huge call.
+DEFAULT_BUDGET = 2**19
+
+
+def size(params: Params) -> int:
+    """Number of members (the run axis) of a population."""
+    return next(iter(params.values())).shape[0]
+
+
+def take(params: Params, idx: Tensor) -> Params:
+    """Members ``idx`` (1-D long) of a population, in that order."""
+    return {k: v.index_select(0, idx) for k, v in params.items()}
+
+
+def check_same_layout(a: Params, b: Params, what: str = "params") -> None:
+    """Raise :class:`~pathdep.errors.IncompatibleError` unless ``a`` and ``b`` share keys and shapes.
+
+    Shapes are compared without the run axis. The message names the first offending key.
+    """
+    from pathdep.errors import IncompatibleError
+
+    missing = sorted(set(a) ^ set(b))
+    if missing:
+        k = missing[0]
+        side = "first" if k in a else "second"
+        raise IncompatibleError(f"{what}: key {k!r} is only in the {side}; keys must be the same")
+    for k in a:
+        if a[k].shape[1:] != b[k].shape[1:]:
+            raise IncompatibleError(
+                f"{what}: {k!r} has shape {tuple(a[k].shape[1:])} in the first and {tuple(b[k].shape[1:])} in the second"
+            )
+
+
+def activation_floats(model: Model, params: Params, split: Split) -> int:
+    """Activation floats per member and example of one forward pass (measured on 2 examples)."""
+    one = {k: v[:1] for k, v in params.items()}
+    x = split.x[:2].unsqueeze(0)
+    with capture(None) as acts:
+        model.apply(one, x)
+    return max(1, sum(t.numel() for t in acts.values()) // 2)
+
+
+def auto_chunk(model: Model, params: Params, split: Split, budget: int = DEFAULT_BUDGET) -> int:
+    """Members per call so that one call's activations stay within ``budget`` floats."""
+    per_member = activation_floats(model, params, split) * len(split)
+    return max(1, budget // per_member)
+
+
+def chunks(n: int, chunk: int) -> Iterator[Tensor]:
+    """Consecutive index blocks ``[0, chunk), [chunk, 2 chunk), ...`` covering ``range(n)``."""
+    for start in range(0, n, chunk):
+        yield torch.arange(start, min(n, start + chunk))
+
+
+@torch.no_grad()
+def evaluate_members(
+    task: Task,
+    model: Model,
+    make: Callable[[Tensor], Params],
+    n: int,
+    split: Split,
+    chunk: int,
+    progress: Progress | None = None,
+) -> dict[str, Tensor]:
+    """``task.evaluate`` on members ``make(idx)`` for ``idx`` in blocks of ``chunk``; each value (n, N).
+
+    ``make`` builds the parameters of the members it is given (copies, interpolations, ...), so
+    no more than ``chunk`` members exist at once.
+    """
+    parts: dict[str, list[Tensor]] = {}
+    done = 0
+    for idx in chunks(n, chunk):
+        ev = task.evaluate(model, make(idx), split)
+        for key, val in ev.items():
+            parts.setdefault(key, []).append(val)
+        done += len(idx)
+        if progress is not None:
+            progress(done, n)
+    return {k: torch.cat(v) for k, v in parts.items()}
