@@ -234,6 +234,7 @@ def held_out_predictions(x: np.ndarray, y: np.ndarray, kind: str, groups: np.nda
     "regress" (standardised features, ridge with its penalty chosen by internal CV; score = R^2
     of the held-out predictions against the mean). Runs in the same group never straddle a fold.
     """
+    from sklearn.decomposition import PCA
     from sklearn.linear_model import LogisticRegression, LogisticRegressionCV, RidgeCV
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
@@ -259,6 +260,10 @@ def held_out_predictions(x: np.ndarray, y: np.ndarray, kind: str, groups: np.nda
             model = make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-3, 4, 15)))
         else:
             raise ValueError(f"kind must be 'classify' or 'regress', got {kind!r}")
+        if x.shape[1] > train.size:
+            # exact for L2-penalised linear models (the fit lies in the span of the training rows),
+            # and much faster with thousands of features and tens of runs
+            model.steps.insert(1, ("pca", PCA(n_components=train.size)))
         with warnings.catch_warnings(), one_thread():  # (and scikit-learn's notices of changing defaults)
             warnings.simplefilter("ignore", FutureWarning)
             model.fit(x[train], y[train])

@@ -1,0 +1,203 @@
+"""Read-only views of a study's stored measurements, shaped as arrays for the analyses.
+
+:class:`StudyData` reads each table once and hands out arrays: behaviour vectors (runs x
+examples), property curves (runs x steps), the reference population. Analyses never train or
+measure; when an input is absent they raise :class:`NotMeasured`, which the analysis turns into a
+finding marked "not measured in this study".
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pathdep.analyses.finding import Finding, not_measured
+
+
+class NotMeasured(Exception):
+    """An analysis's inputs are absent from the study; the message says which and why."""
+
+
+def soft_correctness(margin: np.ndarray) -> np.ndarray:
+    """2 sigmoid(margin) - 1 in (-1, 1): the signed confidence in the true label of each example.
+
+    A behaviour vector built from it is continuous (unlike 0/1 correctness) and bounded (unlike
+    raw margins, whose scale grows with training).
+    """
+    return np.tanh(np.asarray(margin, dtype=float) / 2)
+
+
+class StudyData:
+    """A study's tables and run records, read once. Build with :meth:`of`."""
+
+    def __init__(self, study: Any) -> None:
+        self.study = study
+        self._tables: dict[str, pd.DataFrame | None] = {}
+        self._cache: dict[str, Any] = {}
+        self._groups: dict[str, dict[tuple[str, int], pd.DataFrame]] = {}
+
+    @classmethod
+    def of(cls, study: Any) -> StudyData:
+        return study if isinstance(study, StudyData) else cls(study)
+
+    @property
+    def name(self) -> str:
+        return self.study.name
+
+    def cached(self, key: str, compute: Callable[[], Any]) -> Any:
+        """A value shared by several analyses of one study (e.g. the final clustering)."""
+        if key not in self._cache:
+            self._cache[key] = compute()
+        return self._cache[key]
+
+    # --- records and tables ------------------------------------------------------------------
+    @cached_property
+    def runs(self) -> pd.DataFrame:
+        return self.study.runs()
+
+    def table(self, name: str) -> pd.DataFrame | None:
+        if name not in self._tables:
+            self._tables[name] = self.study.read_table(name) if self.study.has_table(name) else None
+        return self._tables[name]
+
+    def need(self, name: str) -> pd.DataFrame:
+        t = self.table(name)
+        if t is None or t.empty:
+            raise NotMeasured(f"the {name!r} table is missing (run `pathdep measure {self.name}`)")
+        return t
+
+    @cached_property
+    def reference(self) -> list[str]:
+        """The population of seeds: runs trained from init (no fork), of the plain variant
+        ("base", else the most populous variant without an intervention), measured at the end."""
+        r = self.runs
+        plain = r[r["fork"].isna() & r["intervention"].isna()]
+        if plain.empty:
+            raise NotMeasured("the study has no runs trained from init without an intervention")
+        variant = "base" if (plain["variant"] == "base").any() else plain["variant"].value_counts().index[0]
+        names = list(plain.loc[plain["variant"] == variant, "run"])
+        props = self.need("properties")
+        measured = set(props.loc[props["step"] == self.final_step, "run"])
+        names = [n for n in names if n in measured]
+        if len(names) < 2:
+            raise NotMeasured(f"fewer than 2 measured runs in variant {variant!r}")
+        return names
+
+    @cached_property
+    def final_step(self) -> int:
+        """The last step of the study's process (the step the runs' final checkpoints share)."""
+        return int(self.study.spec.process.steps)
+
+    @cached_property
+    def solution_property(self) -> str:
+        return self.study.task.solution_property
+
+    @cached_property
+    def probes(self) -> list[str]:
+        """Behaviour probes, task probes first (they carry the solution type), then ``test``."""
+        have = set(self.need("behaviour")["probe"].unique())
+        order = [*self.study.task.probes, "test"]
+        return [p for p in order if p in have] + sorted(have - set(order))
+
+    @property
+    def main_probe(self) -> str:
+        return self.probes[0]
+
+    # --- arrays ------------------------------------------------------------------------------
+    def _behaviour_at(self, probe: str, step: int) -> pd.DataFrame:
+        if "behaviour" not in self._groups:
+            self._groups["behaviour"] = dict(iter(self.need("behaviour").groupby(["probe", "step"])))
+        got = self._groups["behaviour"].get((probe, step))
+        if got is None:
+            raise NotMeasured(f"no behaviour on probe {probe!r} at step {step}")
+        return got
+
+    def behaviour(self, runs: list[str], step: int, column: str, probe: str) -> np.ndarray:
+        """One behaviour column as a (R, N) array, runs in the given order."""
+        sub = self._behaviour_at(probe, step)
+        wide = sub.pivot(index="run", columns="example", values=column)
+        missing = [r for r in runs if r not in wide.index]
+        if missing:
+            raise NotMeasured(f"no behaviour of run {missing[0]!r} at step {step}")
+        return wide.loc[runs].to_numpy(dtype=float)
+
+    def behaviour_vectors(self, runs: list[str], step: int, probes: list[str] | None = None) -> np.ndarray:
+        """Soft correctness on every probe, concatenated: (R, sum of probe sizes)."""
+        return np.concatenate(
+            [soft_correctness(self.behaviour(runs, step, "margin", p)) for p in probes or self.probes], axis=1)
+
+    def predictions(self, runs: list[str], step: int, probes: list[str] | None = None) -> np.ndarray:
+        """Predicted labels on every probe, concatenated: (R, N)."""
+        return np.concatenate([self.behaviour(runs, step, "pred", p) for p in probes or self.probes], axis=1)
+
+    def behaviour_steps(self, runs: list[str]) -> list[int]:
+        """Steps at which every one of ``runs`` has behaviour on the main probe."""
+        b = self.need("behaviour")
+        b = b[(b["probe"] == self.main_probe) & b["run"].isin(runs)]
+        counts = b.groupby("step")["run"].nunique()
+        return sorted(int(s) for s, c in counts.items() if c == len(set(runs)))
+
+    @cached_property
+    def props_wide(self) -> pd.DataFrame:
+        """Every property, one row per (run, step), one column per property name."""
+        return self.need("properties").pivot_table(index=["run", "step"], columns="name", values="value")
+
+    def prop(self, name: str, runs: list[str], step: int) -> np.ndarray:
+        """A property of each run at ``step``: (R,)."""
+        return self.props_at(runs, [step] * len(runs), [name])[:, 0]
+
+    def props_at(self, runs: list[str], steps: list[int], names: list[str] | None = None) -> np.ndarray:
+        """Properties (all, or ``names``) of run i at steps[i]: (R, P)."""
+        wide = self.props_wide
+        keys = list(zip(runs, (int(s) for s in steps)))
+        missing = [k for k in keys if k not in wide.index]
+        if missing:
+            raise NotMeasured(f"no properties of run {missing[0][0]!r} at step {missing[0][1]}")
+        names = list(wide.columns) if names is None else names
+        absent = [n for n in names if n not in wide.columns]
+        if absent:
+            raise NotMeasured(f"no property {absent[0]!r} is stored")
+        return wide.loc[keys, names].to_numpy(dtype=float)
+
+    def prop_curves(self, name: str, runs: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """A property over the steps every run has: steps (T,), values (R, T)."""
+        p = self.need("properties")
+        sub = p[(p["name"] == name) & p["run"].isin(runs)]
+        wide = sub.pivot(index="run", columns="step", values="value").dropna(axis=1)
+        if wide.shape[1] == 0 or set(wide.index) != set(runs):
+            raise NotMeasured(f"no curve of property {name!r} for every run")
+        return wide.columns.to_numpy(dtype=int), wide.loc[runs].to_numpy(dtype=float)
+
+    def prop_names(self) -> list[str]:
+        return list(self.props_wide.columns)
+
+    def seeds(self, runs: list[str]) -> pd.DataFrame:
+        """init_seed and data_seed of ``runs``, in order."""
+        return self.runs.set_index("run").loc[runs, ["init_seed", "data_seed"]]
+
+    def rng(self, salt: int) -> np.random.Generator:
+        """A generator for one analysis's resampling: fixed per study and analysis, so a report
+        re-renders to the same numbers."""
+        return np.random.default_rng([salt, len(self.name), *map(ord, self.name)])
+
+
+def analysis(id: str) -> Callable[[Callable[[StudyData], Finding]], Callable[[Any], Finding]]:
+    """Make ``fn(data) -> Finding`` an analysis of a study: it accepts a Study or a StudyData, and
+    a missing input becomes a finding marked "not measured in this study" with the reason."""
+
+    def wrap(fn: Callable[[StudyData], Finding]) -> Callable[[Any], Finding]:
+        @functools.wraps(fn)
+        def run(study: Any) -> Finding:
+            try:
+                return fn(StudyData.of(study))
+            except NotMeasured as e:
+                return not_measured(id, str(e))
+
+        return run
+
+    return wrap

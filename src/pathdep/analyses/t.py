@@ -1,0 +1,92 @@
+"""T: consistency over time vs consistency between runs, on one scale.
+
+Prediction agreement on the probe examples (every probe, concatenated):
+
+- *over time*: a run's mid-training checkpoint (the stored step nearest half of training) against
+  its own final checkpoint, averaged over runs;
+- *between runs*: two different runs' final checkpoints, averaged over pairs.
+
+Headline: over time minus between runs (positive: a run agrees more with its own past than with
+another seed's end). The interval resamples runs and examples jointly (multi-bootstrap). The same
+two numbers for CKA, per layer, are in the details when stored.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from pathdep.analyses import stats
+from pathdep.analyses.data import NotMeasured, StudyData, analysis
+from pathdep.analyses.finding import Finding
+
+
+def agreement_matrix(pred: np.ndarray) -> np.ndarray:
+    """Fraction of examples on which two runs agree: pred (R, N) -> (R, R), batched by class."""
+    classes = np.unique(pred)
+    onehot = (pred[None] == classes[:, None, None]).astype(float)  # (C, R, N)
+    return np.einsum("crn,csn->rs", onehot, onehot) / pred.shape[1]
+
+
+def time_vs_runs(mid: np.ndarray, final: np.ndarray, same_run: np.ndarray | None = None) -> tuple[float, float]:
+    """(agreement of each run's mid and final predictions, agreement between different runs' finals).
+
+    mid, final (R, N). ``same_run`` (R, R) marks pairs that are one run twice (after resampling).
+    """
+    over_time = float(np.mean(mid == final))
+    a = agreement_matrix(final)
+    off = ~np.eye(a.shape[0], dtype=bool) if same_run is None else ~same_run
+    return over_time, float(a[off].mean()) if off.any() else float("nan")
+
+
+def _cka_pair(data: StudyData, runs: list[str], mid: int) -> dict[str, object]:
+    t = data.table("cka")
+    if t is None:
+        return {}
+    keep, last = set(runs), data.final_step
+    t = t[t["run_a"].isin(keep) & t["run_b"].isin(keep)]
+    out = {}
+    for layer, g in t.groupby("layer"):
+        within = g[(g.run_a == g.run_b) & (g.step_a == mid) & (g.step_b == last)]["cka"]
+        between = g[(g.run_a != g.run_b) & (g.step_a == last) & (g.step_b == last)]["cka"]
+        if len(within) and len(between):
+            out[f"cka[{layer}]"] = {"over_time": float(within.mean()), "between_runs": float(between.mean())}
+    return out
+
+
+@analysis("T")
+def analyse_t(data: StudyData) -> Finding:
+    """Mid-vs-final within runs against final-vs-final between runs (see the module docstring)."""
+    runs, last = data.reference, data.final_step
+    steps = np.array([s for s in data.behaviour_steps(runs) if s < last])
+    if steps.size == 0:
+        raise NotMeasured("behaviour is stored only at the final step")
+    mid = int(steps[np.argmin(np.abs(steps - last / 2))])
+    pm, pf = data.predictions(runs, mid), data.predictions(runs, last)  # (R, N) each
+    over, between = time_vs_runs(pm, pf)
+    value = over - between
+
+    def stat(r: np.ndarray, e: np.ndarray) -> float:
+        o, b = time_vs_runs(pm[np.ix_(r, e)], pf[np.ix_(r, e)], r[:, None] == r[None, :])
+        return o - b
+
+    ci, boot = stats.multi_bootstrap(stat, *pm.shape, data.rng(0x7), n_boot=300)
+    details = {"mid_step": mid, "agreement_over_time": over, "agreement_between_runs": between}
+    details |= _cka_pair(data, runs, mid)
+    verdict = (f"a run's step-{mid} predictions agree {over:.1%} with its own end; two runs' ends agree {between:.1%}: "
+               + ("the middle of a run says more about its end than another seed does" if ci[0] > 0 else
+                  "another seed's end is as close as the run's own middle" if ci[1] >= 0 else
+                  "runs agree more with each other than with their own middle"))
+    cka_items = [(k, v) for k, v in details.items() if k.startswith("cka[")]
+
+    def plot(ax) -> None:
+        labels = ["agreement", *[k for k, _ in cka_items]]
+        over_v = [over, *[v["over_time"] for _, v in cka_items]]
+        betw_v = [between, *[v["between_runs"] for _, v in cka_items]]
+        x = np.arange(len(labels))
+        ax.bar(x - 0.2, over_v, 0.4, label=f"over time (step {mid} vs final, same run)")
+        ax.bar(x + 0.2, betw_v, 0.4, label="between runs (final vs final)")
+        ax.set_xticks(x, labels, fontsize=8)
+        ax.set_ylim(0, 1.05)
+        ax.legend(fontsize=8, loc="lower left")
+
+    return Finding("T", "agreement over time minus between runs", value, ci, verdict, details, plot)

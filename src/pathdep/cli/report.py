@@ -1,0 +1,58 @@
+"""``pathdep report``: the path-dependence profile of a measured study, as HTML, JSON and a table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from pathdep.cli import app
+from pathdep.cli.progress import progress_bars
+from pathdep.study import DEFAULT_STORE, Study
+
+console = Console()
+
+
+def _open(study: str, store: Path) -> Study:
+    path = Path(study)
+    if path.suffix == ".toml" and path.is_file():
+        return Study.from_toml(path, store)
+    return Study.open(store, study)
+
+
+def write_report(study: Study, out: Path | None = None) -> Path:
+    """Render the study's report (from stored tables only), print its table, return the HTML path."""
+    from pathdep.report import render
+
+    with progress_bars(console) as bar:
+        rep = render(study, out or study.root / "report", progress=lambda d, t: bar("analyses", d, t))
+    console.print(rep.table())
+    console.print(f"report: {rep.html}\nprofile: {rep.json}")
+    return rep.html
+
+
+@app.command()
+def report(
+    study: Annotated[str, typer.Argument(help="study name in the store (or its spec TOML)")],
+    store: Annotated[Path, typer.Option("--store", "-s", help="store directory")] = DEFAULT_STORE,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="output directory (default: STUDY/report)")] = None,
+) -> None:
+    """Write STUDY's path-dependence profile: report.html (self-contained), profile.json, and a table.
+
+    Reads the stored measurement tables only (run `pathdep measure STUDY` first); questions whose
+    measurements are absent are listed as not measured.
+    """
+    write_report(_open(study, store), out)
+
+
+def finish_demo(study: Study) -> None:
+    """The end of ``pathdep demo``: measure what is not measured yet, then write the report."""
+    from pathdep.measure import TABLES, measure_study
+
+    missing = [t for t in TABLES if not study.has_table(t)]
+    if missing:
+        with progress_bars(console) as bar:
+            measure_study(study, which=missing, progress=bar)
+    write_report(study)

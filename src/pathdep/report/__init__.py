@@ -1,0 +1,62 @@
+"""The report of a profile: one self-contained HTML page, ``profile.json`` and a terminal table.
+
+:func:`render` accepts a study (its profile is computed from the stored tables) or a profile.
+Rendering only reads stored measurements: it never trains or measures.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+
+from pathdep.analyses import profile as make_profile
+from pathdep.analyses.finding import Profile
+from pathdep.report.figures import plot_png
+from pathdep.report.html import headline_text, render_html
+from pathdep.store import write_atomic
+
+
+@dataclass(frozen=True)
+class Report:
+    """What :func:`render` wrote, and the profile it rendered."""
+
+    html: Path
+    json: Path
+    profile: Profile
+
+    def table(self) -> Table:
+        return terminal_table(self.profile)
+
+
+def terminal_table(profile: Profile) -> Table:
+    """The findings as a rich table (print it with ``rich.console.Console().print``)."""
+    t = Table(title=f"path-dependence profile: {profile.study}", show_lines=False)
+    t.add_column("id", style="bold")
+    t.add_column("headline")
+    t.add_column("value [95% CI]", justify="right")
+    t.add_column("verdict", overflow="fold", max_width=70)
+    for f in profile:
+        t.add_row(f.id, f.headline or "—", headline_text(f), f.verdict, style=None if f.measured else "dim")
+    return t
+
+
+def render(study_or_profile: Any, out_dir: str | Path, progress: Callable[[int, int], None] | None = None) -> Report:
+    """Write ``report.html`` and ``profile.json`` of a study (or of a profile) into ``out_dir``.
+
+    >>> # render(Study.open("store", "demo"), "store/demo/report").html  # doctest: +SKIP
+    """
+    prof = study_or_profile if isinstance(study_or_profile, Profile) else make_profile(study_or_profile, progress)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    pngs = {f.id: plot_png(f) for f in prof}
+    html_path, json_path = out / "report.html", out / "profile.json"
+    write_atomic(html_path, render_html(prof, pngs).encode())
+    write_atomic(json_path, (prof.to_json() + "\n").encode())
+    return Report(html_path, json_path, prof)
+
+
+__all__ = ["Report", "render", "terminal_table"]
