@@ -3,12 +3,12 @@
 One small module per quantity: :mod:`behaviour`, :mod:`similarity` (CKA, Procrustes),
 :mod:`connectivity` (interpolation, barriers), :mod:`align` (weight and activation matching),
 :mod:`soups`, :mod:`importance` (ablations), :mod:`static` (norms, rank, sharpness). :mod:`study`
-runs them all over a study and writes its tables; :mod:`compare` compares two checkpoint files.
+runs them all over a study and writes its tables; :mod:`checkpoints` compares two checkpoint files.
 """
 
 from pathdep.measure.align import activation_matching, apply_permutation, weight_matching
 from pathdep.measure.behaviour import evaluate_behaviour, pair_matrices, pair_rows
-from pathdep.measure.compare import Comparison, compare
+from pathdep.measure.checkpoints import Comparison, compare
 from pathdep.measure.connectivity import BARRIER_DEFINITION, barrier, curves, pair_barriers
 from pathdep.measure.importance import Component, ablation_effects
 from pathdep.measure.similarity import cka, similarity_matrix, similarity_paired

@@ -11,7 +11,8 @@ rows and its consumer's columns) never changes the function the network computes
 - **Activation matching**: for each permutation, the assignment that maximises the summed
   correlation between the matched units' activations on the same examples. The model says which
   activation each permutation reorders (``model.permutation_hooks``: {perm: hook name}); the
-  unit axis of a hooked activation is the first axis after the batch axis.
+  unit axis of a hooked activation is the first axis after the batch axis. Units whose
+  activation is constant on the examples (dead ReLUs) carry no signal and match in any order.
 
 All functions work on populations of pairs: ``params_a`` and ``params_b`` have a leading pair
 axis P and the permutations found are (P, n) long tensors. The cost matrices of all pairs are

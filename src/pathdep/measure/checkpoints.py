@@ -49,13 +49,30 @@ def check_compatible(a: Params, b: Params, proc_a: dict[str, Any], proc_b: dict[
                 f"Parameter {key!r} has shape {tuple(a[key].shape)} in checkpoint {names[0]} "
                 f"and {tuple(b[key].shape)} in checkpoint {names[1]}."
             )
+    ida, idb = _identity(proc_a), _identity(proc_b)
     for fld in IDENTITY_FIELDS:
-        va, vb = proc_a.get(fld), proc_b.get(fld)
+        va, vb = ida[fld], idb[fld]
         if va != vb:
             raise IncompatibleError(
                 f"The 'process.{fld}' of checkpoint {names[0]} is {va!r} but {vb!r} in checkpoint {names[1]}; "
                 f"only checkpoints of one architecture and task can be compared."
             )
+
+
+def _identity(proc: dict[str, Any]) -> dict[str, Any]:
+    """The identity fields of a process, with arguments validated (so defaults compare equal)."""
+    from pathdep.registry import MODELS, TASKS
+
+    out: dict[str, Any] = {}
+    for kind, registry in (("model", MODELS), ("task", TASKS)):
+        name, args = proc.get(kind), proc.get(f"{kind}_args") or {}
+        out[kind] = name
+        if name in registry:
+            validated = registry[name].args.model_validate(args).model_dump(mode="json")
+            out[f"{kind}_args"] = validated
+        else:
+            out[f"{kind}_args"] = args
+    return out
 
 
 def _read(path: str | Path) -> tuple[Params, dict[str, Any]]:

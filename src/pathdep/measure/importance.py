@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from pathdep.errors import PathdepError
 from pathdep.measure.population import Progress, auto_chunk, chunks, size, take
 from pathdep.models.base import Model, Params, capture, edit
 from pathdep.tasks.base import Split, Task
@@ -42,7 +43,14 @@ def components(model: Model, params: Params, x: Tensor) -> list[Component]:
     """The model's own ``components()`` if it has them; else every hook but ``logits``, axis 1."""
     own = getattr(model, "components", None)
     if callable(own):
-        return [Component(*c) if not isinstance(c, Component) else c for c in own()]
+        comps = [c if isinstance(c, Component) else Component(*c) for c in own()]
+        for c in comps:
+            if c.hook not in model.hook_names:
+                raise PathdepError(
+                    f"Component {c.hook!r} of {type(model).__name__} is not one of its hook names; components() "
+                    f"must list (hook name, n_units, unit axis without the run axis), e.g. ('h0', 32, 1)."
+                )
+        return comps
     one = {k: v[:1] for k, v in params.items()}
     with capture(None) as acts, torch.no_grad():
         model.apply(one, x[:1].unsqueeze(0))

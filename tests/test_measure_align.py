@@ -1,0 +1,120 @@
+"""Permutations keep the function; weight and activation matching recover planted permutations."""
+
+import pytest
+import torch
+
+from pathdep.errors import PathdepError
+from pathdep.measure.align import activation_matching, apply_permutation, identity_perms, weight_matching
+from pathdep.models.base import capture
+from pathdep.models.cnn import CNN
+from pathdep.models.mlp import MLP
+from pathdep.tasks import TASKS
+
+
+def random_perms(spec, params, seed):
+    g = torch.Generator().manual_seed(seed)
+    r = next(iter(params.values())).shape[0]
+    return {p: torch.stack([torch.randperm(n.shape[1], generator=g) for _ in range(r)])
+            for p, n in identity_perms(spec, params).items()}
+
+
+@pytest.fixture(scope="module")
+def trained():
+    """Two MLPs trained on scikit-learn's digits (full batch, Adam, 150 steps)."""
+    task = TASKS["digits"].build(TASKS["digits"].args())
+    model = MLP(d_in=64, hidden=(24, 16), d_out=10)
+    params = {k: v.clone().requires_grad_(True) for k, v in model.init_population([0, 1]).items()}
+    opt = torch.optim.Adam(params.values(), lr=0.01)
+    x = task.train.x.unsqueeze(0).expand(2, *task.train.x.shape)
+    y = task.train.y.unsqueeze(0).expand(2, -1)
+    for _ in range(150):
+        opt.zero_grad()
+        task.train_loss(model, params, x, y).sum().backward()
+        opt.step()
+    params = {k: v.detach() for k, v in params.items()}
+    acc = task.evaluate(model, params, task.test)["correct"].mean(1)
+    assert (acc > 0.9).all()  # really trained
+    return task, model, params
+
+
+def test_applying_a_permutation_never_changes_the_function(trained):
+    task, model, params = trained
+    perms = random_perms(model.permutation_spec, params, 0)
+    permuted = apply_permutation(model.permutation_spec, params, perms)
+    x = task.test.x.unsqueeze(0).expand(2, *task.test.x.shape)
+    assert not torch.equal(permuted["fc0.weight"], params["fc0.weight"])
+    assert torch.allclose(model.apply(permuted, x), model.apply(params, x), atol=1e-5)
+
+
+def test_a_cnn_permutation_keeps_its_function():
+    model = CNN(in_shape=(1, 20), channels=(6, 5), kernels=(3, 3), strides=(1, 2), paddings=(1, 0), d_out=3)
+    params = model.init_population([0, 1, 2])
+    perms = random_perms(model.permutation_spec, params, 1)
+    x = torch.randn(3, 7, 1, 20)
+    permuted = apply_permutation(model.permutation_spec, params, perms)
+    assert torch.allclose(model.apply(permuted, x), model.apply(params, x), atol=1e-5)
+
+
+def test_weight_matching_recovers_a_planted_permutation_of_a_trained_mlp(trained):
+    task, model, params = trained
+    spec = model.permutation_spec
+    planted = random_perms(spec, params, 3)
+    shuffled = apply_permutation(spec, params, planted)
+    found = weight_matching(spec, params, shuffled)
+    restored = apply_permutation(spec, shuffled, found)
+    for k in params:
+        assert torch.equal(restored[k], params[k]), k
+    for p in planted:  # found undoes planted: found = planted^-1 for every member
+        assert torch.equal(planted[p].gather(1, found[p]), torch.arange(planted[p].shape[1]).expand_as(found[p]))
+    x = task.test.x.unsqueeze(0).expand(2, *task.test.x.shape)
+    assert torch.allclose(model.apply(restored, x), model.apply(shuffled, x), atol=1e-5)
+
+
+def test_activation_matching_recovers_a_planted_permutation(trained):
+    task, model, params = trained
+    spec = model.permutation_spec
+    planted = random_perms(spec, params, 4)
+    shuffled = apply_permutation(spec, params, planted)
+    found = activation_matching(model, params, shuffled, task.test.x)
+    with capture(set(model.permutation_hooks.values())) as acts:
+        model.apply(params, task.test.x.unsqueeze(0).expand(2, *task.test.x.shape))
+    for p, h in model.permutation_hooks.items():
+        live = acts[h].std(1) > 0  # (R, n); dead units carry no signal to match on
+        assert live.float().mean() > 0.7
+        recovered = planted[p].gather(1, found[p]) == torch.arange(live.shape[1])
+        assert recovered[live].all(), p
+    restored = apply_permutation(spec, shuffled, found)
+    x = task.test.x.unsqueeze(0).expand(2, *task.test.x.shape)
+    assert torch.allclose(model.apply(restored, x), model.apply(params, x), atol=1e-5)
+
+
+def test_batched_weight_matching_equals_one_pair_at_a_time(trained):
+    _, model, params = trained
+    spec = model.permutation_spec
+    a = {k: torch.stack([v[0], v[1], v[0]]) for k, v in params.items()}
+    b = {k: torch.stack([v[1], v[0], v[0] * 0.5]) for k, v in params.items()}
+    together = weight_matching(spec, a, b)
+    for i in range(3):
+        alone = weight_matching(spec, {k: v[i : i + 1] for k, v in a.items()}, {k: v[i : i + 1] for k, v in b.items()})
+        for p in together:
+            assert torch.equal(together[p][i], alone[p][0])
+
+
+def test_weight_matching_brings_two_runs_closer(trained):
+    _, model, params = trained
+    a = {k: v[:1] for k, v in params.items()}
+    b = {k: v[1:] for k, v in params.items()}
+    aligned = apply_permutation(model.permutation_spec, b, weight_matching(model.permutation_spec, a, b))
+    dist = lambda p: sum((p[k] - a[k]).pow(2).sum() for k in a)  # noqa: E731
+    assert dist(aligned) < 0.9 * dist(b)
+
+
+def test_activation_matching_needs_to_know_the_hooks(trained):
+    task, _, params = trained
+
+    class Bare(MLP):
+        permutation_hooks = None
+
+    bare = Bare(d_in=64, hidden=(24, 16), d_out=10)
+    with pytest.raises(PathdepError, match="permutation_hooks"):
+        activation_matching(bare, params, params, task.test.x)

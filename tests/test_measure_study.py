@@ -1,0 +1,155 @@
+"""measure_study over a trained store, cross-checked against the measurement functions; compare()."""
+
+import pytest
+
+from pathdep import Study
+from pathdep.errors import IncompatibleError, PathdepError
+from pathdep.measure import TABLES, compare, measure_study
+from pathdep.measure.connectivity import BARRIER_DEFINITION, pair_barriers
+from pathdep.measure.similarity import similarity_matrix
+from pathdep.models.base import capture
+from pathdep.store import checkpoint_name, run_dir
+from tests.helpers import tiny
+
+COLUMNS = {
+    "properties": ["run", "step", "name", "value"],
+    "behaviour": ["run", "step", "probe", "example", "loss", "pred", "correct", "margin"],
+    "behaviour_pairs": ["run_a", "step_a", "run_b", "step_b", "probe", "loss_pearson", "loss_spearman", "agreement", "error_kappa"],
+    "cka": ["run_a", "step_a", "run_b", "step_b", "layer", "probe", "cka", "cka_debiased", "procrustes"],
+    "interpolation": ["run_a", "run_b", "step", "split", "aligned", "alpha", "loss", "error"],
+    "barriers": ["run_a", "run_b", "step", "split", "aligned", "loss_barrier", "error_barrier", "definition"],
+    "soups": ["step", "group", "kind", "split", "acc", "loss", "n_ingredients"],
+    "importance": ["run", "step", "probe", "layer", "unit", "ablation", "delta_loss"],
+    "static": ["run", "step", "measure", "value"],
+}
+
+
+@pytest.fixture(scope="module")
+def measured(tmp_path_factory):
+    """3 runs + 2 fork children, 60 steps, checkpoints every 20; every table measured."""
+    spec = tiny(forks=[{"name": "fk", "parent": "base-i0-d0", "step": 20, "data_seeds": [1, 2]}])
+    study = Study.from_dict(spec, store=tmp_path_factory.mktemp("store"))
+    study.run()
+    return study, measure_study(study, n_alpha=5)
+
+
+RUNS = ["base-i0-d0", "base-i1-d0", "base-i2-d0", "fk-d1", "fk-d2"]
+
+
+def test_every_table_is_written_with_its_columns(measured):
+    study, tables = measured
+    assert set(tables) == set(TABLES) == set(COLUMNS)
+    for name, cols in COLUMNS.items():
+        stored = study.read_table(name)
+        assert list(stored.columns) == cols, name
+        assert len(stored) == len(tables[name]) > 0, name
+    bars = tables["barriers"]
+    assert len(bars) == 10 * 3 * 2  # 10 pairs x (train, test, ood) x (raw, aligned)
+    assert (bars["definition"] == BARRIER_DEFINITION).all()
+    assert (bars[["loss_barrier", "error_barrier"]] >= 0).all().all()
+    props = tables["properties"]
+    assert set(props["name"]) >= {"test_acc", "ood_acc", "reliance"}
+    assert set(props.loc[props.run == "fk-d1", "step"]) == {20, 40, 60}
+
+
+def test_barriers_equal_a_direct_computation(measured):
+    study, tables = measured
+    task, model = study.task, study.model()
+    a, b = study.load_population(["base-i1-d0"], 60), study.load_population(["fk-d2"], 60)
+    direct = pair_barriers(task, model, a, b, task.probes["ood"], 5)
+    bars = tables["barriers"]
+    row = bars[(bars.run_a == "base-i1-d0") & (bars.run_b == "fk-d2") & (bars.split == "ood") & ~bars.aligned]
+    assert row["loss_barrier"].item() == pytest.approx(direct["loss_barrier"].item(), abs=1e-6)
+    assert row["error_barrier"].item() == pytest.approx(direct["error_barrier"].item(), abs=1e-9)
+    curve = tables["interpolation"]
+    pts = curve[(curve.run_a == "base-i1-d0") & (curve.run_b == "fk-d2") & (curve.split == "ood") & ~curve.aligned]
+    assert pts["alpha"].tolist() == pytest.approx([0, 0.25, 0.5, 0.75, 1])
+    assert pts["loss"].to_numpy() == pytest.approx(direct["loss"][0].numpy(), abs=1e-6)
+
+
+def test_cka_and_behaviour_equal_a_direct_computation(measured):
+    study, tables = measured
+    task, model = study.task, study.model()
+    params = study.load_population(RUNS, 60)
+    with capture({"h1"}) as acts:
+        model.apply(params, task.test.x.unsqueeze(0).expand(5, *task.test.x.shape))
+    direct = similarity_matrix(acts["h1"])
+    cka = tables["cka"]
+    row = cka[(cka.run_a == "base-i0-d0") & (cka.run_b == "fk-d1") & (cka.layer == "h1") & (cka.probe == "test")
+              & (cka.step_a == 60)]
+    assert row["cka"].item() == pytest.approx(direct["cka"][0, 3].item(), abs=1e-9)
+    assert row["cka_debiased"].item() == pytest.approx(direct["cka_debiased"][0, 3].item(), abs=1e-9)
+    within = cka[(cka.run_a == cka.run_b)]
+    assert set(within["step_b"]) == {60} and 60 not in set(within["step_a"])
+    assert set(within.loc[within.run_a == "fk-d1", "step_a"]) == {20, 40}
+    beh = tables["behaviour"]
+    ev = task.evaluate(model, study.load_population(["fk-d1"], 40), task.probes["ood"])
+    mine = beh[(beh.run == "fk-d1") & (beh.step == 40) & (beh.probe == "ood")].sort_values("example")
+    assert mine["loss"].to_numpy() == pytest.approx(ev["loss"][0].numpy(), abs=1e-6)
+    assert (mine["correct"].to_numpy() == ev["correct"][0].bool().numpy()).all()
+
+
+def test_soups_and_importance_and_static(measured):
+    _, tables = measured
+    soups = tables["soups"]
+    assert set(soups["group"]) == {"all", "fk"}
+    held = soups[(soups.split == "test")].set_index(["group", "kind"])
+    for group in ("all", "fk"):
+        assert held.loc[(group, "greedy"), "acc"] >= held.loc[(group, "best_member"), "acc"]
+    assert held.loc[("fk", "uniform"), "n_ingredients"] == 2
+    imp = tables["importance"]
+    assert set(imp["ablation"]) == {"zero", "mean"} and set(imp["layer"]) == {"h0", "h1"}
+    assert set(imp.loc[imp.layer == "h1", "unit"]) == set(range(16)) | {-1}
+    static = tables["static"]
+    init_dist = static[(static.measure == "dist_from_init") & (static.step == 0)]
+    assert (init_dist["value"] == 0).all()
+    fork_start = static[(static.measure == "dist_from_init") & (static.run == "fk-d1") & (static.step == 20)]
+    parent_at = static[(static.measure == "dist_from_init") & (static.run == "base-i0-d0") & (static.step == 20)]
+    assert fork_start["value"].item() == pytest.approx(parent_at["value"].item())  # measured from the parent's init
+
+
+def test_unknown_table_is_refused(measured):
+    study, _ = measured
+    with pytest.raises(PathdepError, match="'which' parameter.*'cka2'"):
+        measure_study(study, which=["cka2"])
+
+
+def ckpt(study, run, step):
+    return run_dir(study.store, study.name, run) / checkpoint_name(step)
+
+
+def test_compare_two_checkpoint_files_matches_the_study_tables(measured):
+    study, tables = measured
+    res = compare(ckpt(study, "base-i0-d0", 60), ckpt(study, "base-i2-d0", 60), n_alpha=5)
+    bars = tables["barriers"]
+    for _, row in res.barriers.iterrows():
+        ref = bars[(bars.run_a == "base-i0-d0") & (bars.run_b == "base-i2-d0") & (bars.split == row.split)
+                   & (bars.aligned == row.aligned)]
+        assert row.loss_barrier == pytest.approx(ref["loss_barrier"].item(), abs=1e-6)
+    assert set(res.cka["layer"]) == {"h0", "h1", "logits"}
+    pairs = tables["behaviour_pairs"]
+    ref = pairs[(pairs.run_a == "base-i0-d0") & (pairs.run_b == "base-i2-d0") & (pairs.step_a == 60) & (pairs.probe == "ood")]
+    got = res.behaviour.set_index("probe").loc["ood"]
+    assert got["agreement"] == pytest.approx(ref["agreement"].item())
+    assert got["loss_spearman"] == pytest.approx(ref["loss_spearman"].item(), abs=1e-9)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"process.model_args.hidden": [1, 8]}, r"Parameter 'fc1.bias' has shape \(8,\) in checkpoint .*other.* and \(16,\) in checkpoint .*tiny"),
+        ({"process.model_args": {"hidden": [1, 16, 4], "activations": ["identity", "relu", "relu"]}},
+         r"Parameter 'fc3.bias' is in checkpoint .*step_000002.safetensors but not in checkpoint"),
+        ({"process.model_args.activations": ["identity", "tanh"]}, r"'process.model_args' of checkpoint"),
+    ],
+)
+def test_incompatible_checkpoints_are_refused_before_any_computation(measured, tmp_path, change, message, monkeypatch):
+    study, _ = measured
+    other = Study.from_dict(tiny(**{"name": "other", "process.steps": 2, **change}), store=tmp_path)
+    other.run()
+    import pathdep.measure.checkpoints as cmp
+
+    monkeypatch.setattr(cmp, "weight_matching", lambda *a, **k: pytest.fail("computed before checking"))
+    with pytest.raises(IncompatibleError, match=message):
+        compare(ckpt(other, "base-i0-d0", 2), ckpt(study, "base-i0-d0", 60))
+    assert IncompatibleError.exit_code == 2
