@@ -16,7 +16,7 @@ from pathdep.spec import OptimizerSpec, ProcessSpec
 
 
 def make_optimizer(spec: OptimizerSpec, params: list[Tensor]) -> torch.optim.Optimizer:
-    kw = dict(lr=spec.lr, weight_decay=spec.weight_decay, foreach=False)
+    kw = dict(lr=spec.lr, weight_decay=spec.weight_decay, foreach=False)  # fused kernels break packing invariance
     if spec.name == "sgd":
         return torch.optim.SGD(params, momentum=spec.momentum, **kw)
     cls = torch.optim.Adam if spec.name == "adam" else torch.optim.AdamW
