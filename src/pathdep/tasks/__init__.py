@@ -4,6 +4,7 @@ from pathdep.registry import TASKS
 from pathdep.tasks import digits, features
 from pathdep.tasks import mnist1d
 from pathdep.tasks import modular
+from pathdep.tasks import bandit
 from pathdep.tasks import induction
 from pathdep.tasks.base import Split, Task
 
@@ -11,6 +12,7 @@ TASKS.register("two_features", features.TwoFeaturesArgs, features.build, feature
 TASKS.register("digits", digits.DigitsArgs, digits.build, digits.__doc__.splitlines()[0])
 TASKS.register("mnist1d", mnist1d.MNIST1DArgs, mnist1d.build, mnist1d.__doc__.splitlines()[0])
 TASKS.register("modular", modular.ModularArgs, modular.build, modular.__doc__.splitlines()[0])
+TASKS.register("bandit", bandit.BanditArgs, bandit.build, bandit.__doc__.splitlines()[0])
 TASKS.register("induction", induction.InductionArgs, induction.build, induction.__doc__.splitlines()[0])
 
 __all__ = ["Split", "Task", "TASKS"]
