@@ -6,7 +6,7 @@ import itertools
 import numpy as np
 import pytest
 
-from pathdep.analyses import a, b, d, e, f, g, gf, h, lmc, t
+from pathdep.analyses import a, b, d, e, f, g, gf, h, lmc, stats, t
 from pathdep.analyses.finding import Finding, Profile, not_measured
 
 
@@ -156,7 +156,7 @@ def test_agreement_matrix_and_time_vs_runs_match_naive_loops():
     rng = np.random.default_rng(10)
     final = rng.integers(0, 2, size=(5, 40))
     mid = np.where(rng.random((5, 40)) < 0.9, final, 1 - final)
-    a_m = t.agreement_matrix(final)
+    a_m = stats.agreement_matrix(final)
     for i, j in itertools.product(range(5), repeat=2):
         assert np.isclose(a_m[i, j], np.mean(final[i] == final[j]))
     over, between = t.time_vs_runs(mid, final)

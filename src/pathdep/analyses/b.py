@@ -18,10 +18,7 @@ from pathdep.analyses.finding import Finding
 
 def disagreement(pred: np.ndarray) -> np.ndarray:
     """Fraction of examples on which two runs' predictions differ: pred (R, N) -> (R, R)."""
-    classes = np.unique(pred)
-    onehot = (pred[None, :, :] == classes[:, None, None]).astype(float)  # (C, R, N)
-    agree = np.einsum("crn,csn->rs", onehot, onehot) / pred.shape[1]  # (R, R)
-    return 1.0 - agree
+    return 1.0 - stats.agreement_matrix(pred)
 
 
 def between_within(d: np.ndarray, labels: np.ndarray, same_run: np.ndarray | None = None) -> float:

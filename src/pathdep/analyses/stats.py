@@ -97,6 +97,16 @@ def dip_test(x: np.ndarray) -> tuple[float, float]:
     return float(dip), float(p)
 
 
+def agreement_matrix(pred: np.ndarray) -> np.ndarray:
+    """Fraction of examples on which two runs predict the same label: pred (R, N) -> (R, R).
+
+    One matrix product over one-hot predictions, not a loop over pairs.
+    """
+    classes = np.unique(pred)
+    onehot = (pred[None] == classes[:, None, None]).astype(float)  # (C, R, N)
+    return np.einsum("crn,csn->rs", onehot, onehot) / pred.shape[1]
+
+
 # --- clustering ------------------------------------------------------------------------------
 
 

@@ -20,20 +20,13 @@ from pathdep.analyses.data import NotMeasured, StudyData, analysis
 from pathdep.analyses.finding import Finding
 
 
-def agreement_matrix(pred: np.ndarray) -> np.ndarray:
-    """Fraction of examples on which two runs agree: pred (R, N) -> (R, R), batched by class."""
-    classes = np.unique(pred)
-    onehot = (pred[None] == classes[:, None, None]).astype(float)  # (C, R, N)
-    return np.einsum("crn,csn->rs", onehot, onehot) / pred.shape[1]
-
-
 def time_vs_runs(mid: np.ndarray, final: np.ndarray, same_run: np.ndarray | None = None) -> tuple[float, float]:
     """(agreement of each run's mid and final predictions, agreement between different runs' finals).
 
     mid, final (R, N). ``same_run`` (R, R) marks pairs that are one run twice (after resampling).
     """
     over_time = float(np.mean(mid == final))
-    a = agreement_matrix(final)
+    a = stats.agreement_matrix(final)
     off = ~np.eye(a.shape[0], dtype=bool) if same_run is None else ~same_run
     return over_time, float(a[off].mean()) if off.any() else float("nan")
 
