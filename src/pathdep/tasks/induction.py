@@ -27,10 +27,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import pandas as pd
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import Tensor
 
+from pathdep.errors import PathdepError
 from pathdep.models.base import Model, Params, capture
 from pathdep.tasks.base import Split
 from pathdep.tasks.sequence import SequenceTask, shift
@@ -43,7 +45,7 @@ class InductionArgs(BaseModel):
     min_block: int = Field(5, ge=2, description="shortest repeated block")
     max_block: int = Field(20, ge=2, description="longest repeated block")
     n_train: int = Field(8192, ge=1, description="training sequences")
-    n_test: int = Field(512, ge=1, description="held-out sequences (properties are read on them)")
+    n_test: int = Field(256, ge=1, description="held-out sequences (properties are read on them)")
     n_score: int = Field(256, ge=1, description="test sequences used for attention scores")
     seed: int = Field(0, description="seed of the data itself (not of any run)")
 
@@ -182,3 +184,16 @@ def build(args: InductionArgs) -> InductionTask:
         doc=__doc__.splitlines()[0],
         n_score=min(args.n_score, args.n_test),
     )
+
+
+def phase_changes(curves: pd.DataFrame, column: str = "test_repeated_loss") -> pd.DataFrame:
+    """Per run: the phase-change ``step`` and ``width`` of one property's curve over checkpoints.
+
+    ``curves`` has columns run, step and ``column`` (as :func:`pathdep.tasks.sequence.property_curves`
+    returns); every run needs the same checkpoint steps.
+    """
+    wide = curves.pivot(index="run", columns="step", values=column).sort_index(axis=1)
+    if wide.isna().any().any():
+        raise PathdepError(f"phase_changes needs the same checkpoint steps for every run; column {column!r} has gaps.")
+    found = phase_change(list(wide.columns), torch.tensor(wide.to_numpy()))
+    return pd.DataFrame({"run": wide.index, "step": found["step"].numpy(), "width": found["width"].numpy()})

@@ -9,8 +9,10 @@ correlations, behaviour tables) work on tokens unchanged.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
+import pandas as pd
 import torch
 from torch import Tensor
 from torch.nn import functional as F
@@ -97,3 +99,24 @@ def token_masks(split: Split) -> dict[str, Tensor]:
     """The (N, T) bool tensors of a split's ``extra``: named subsets of its tokens."""
     shape = tuple(split.x.shape)
     return {k: v for k, v in split.extra.items() if v.dtype == torch.bool and tuple(v.shape) == shape}
+
+
+def property_curves(study, runs: list[str] | None = None, progress: Callable[[int, int], None] | None = None) -> pd.DataFrame:
+    """Every property of every run at every checkpoint step: one row per (run, step).
+
+    ``study`` is a :class:`pathdep.Study` (runs of one architecture). Each step is one population
+    (all the runs that have it), so the cost is one ``properties`` call per checkpoint step.
+    """
+    names = list(runs) if runs is not None else list(study.runs()["run"])
+    task, model = study.task_of(names[0]), study.model(names[0])
+    by_step: dict[int, list[str]] = {}
+    for run in names:
+        for step in study.steps(run):
+            by_step.setdefault(step, []).append(run)
+    rows: list[dict] = []
+    for i, (step, members) in enumerate(sorted(by_step.items())):
+        props = task.properties(model, study.load_population(members, step))
+        rows += [{"run": run, "step": step} | {k: float(v[j]) for k, v in props.items()} for j, run in enumerate(members)]
+        if progress is not None:
+            progress(i + 1, len(by_step))
+    return pd.DataFrame(rows)
