@@ -48,16 +48,16 @@ def _check_alphas(alphas: Tensor) -> None:
 def interpolate(params_a: Params, params_b: Params, alphas: Tensor, members: Tensor) -> Params:
     """Interpolated members: member m is pair ``m // K`` at alpha ``alphas[m % K]``.
 
-    params_a, params_b (P, ...) -> (len(members), ...). Computed in float64 and cast back.
+    params_a, params_b (P, ...) -> (len(members), ...), ``(1 - alpha) a + alpha b`` in the
+    parameters' dtype (symmetric in (a, alpha) <-> (b, 1 - alpha)).
     """
     k = len(alphas)
     pair, ai = members // k, members % k
     out: Params = {}
     for name, a in params_a.items():
-        b = params_b[name]
-        w = alphas[ai].view(-1, *([1] * (a.dim() - 1)))  # (m, 1, ...)
-        pa, pb = a.index_select(0, pair).double(), b.index_select(0, pair).double()
-        out[name] = ((1 - w) * pa + w * pb).to(a.dtype)
+        w = alphas[ai].to(a.dtype).view(-1, *([1] * (a.dim() - 1)))  # (m, 1, ...)
+        pa, pb = a.index_select(0, pair), params_b[name].index_select(0, pair)
+        out[name] = (1 - w) * pa + w * pb
     return out
 
 
@@ -89,10 +89,8 @@ def curves(
         pts = interpolate(params_a, params_b, alphas, idx)
         return renormalize(pts) if renormalize is not None else pts
 
-    ev = evaluate_members(task, model, make, p * k, split, chunk, progress)
-    loss = ev["loss"].double().mean(1).view(p, k)
-    error = 1 - ev["correct"].double().mean(1).view(p, k)
-    return {"loss": loss, "error": error}
+    ev = evaluate_members(task, model, make, p * k, split, chunk, progress, mean=True)
+    return {"loss": ev["loss"].view(p, k), "error": 1 - ev["correct"].view(p, k)}
 
 
 def barrier(curve: Tensor, alphas: Tensor) -> Tensor:

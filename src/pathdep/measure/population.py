@@ -72,7 +72,18 @@ def chunks(n: int, chunk: int) -> Iterator[Tensor]:
         yield torch.arange(start, min(n, start + chunk))
 
 
-@torch.no_grad()
+def loss_and_correct(task: Task, model: Model, params: Params, split: Split) -> dict[str, Tensor]:
+    """Mean loss and accuracy of every member on ``split`` (float64, each (R,)); no margins."""
+    x = split.x.unsqueeze(0).expand(size(params), *split.x.shape)
+    logits = model.apply(params, x)
+    y = split.y.unsqueeze(0).expand(logits.shape[0], -1)
+    return {
+        "loss": task.loss(logits, y).double().mean(1),
+        "correct": (task.predict(logits) == y.long()).double().mean(1),
+    }
+
+
+@torch.inference_mode()
 def evaluate_members(
     task: Task,
     model: Model,
@@ -81,16 +92,19 @@ def evaluate_members(
     split: Split,
     chunk: int,
     progress: Progress | None = None,
+    mean: bool = False,
 ) -> dict[str, Tensor]:
     """``task.evaluate`` on members ``make(idx)`` for ``idx`` in blocks of ``chunk``; each value (n, N).
 
     ``make`` builds the parameters of the members it is given (copies, interpolations, ...), so
-    no more than ``chunk`` members exist at once.
+    no more than ``chunk`` members exist at once. With ``mean``, only the mean ``loss`` and
+    ``correct`` of each member are computed (each (n,)).
     """
     parts: dict[str, list[Tensor]] = {}
     done = 0
     for idx in chunks(n, chunk):
-        ev = task.evaluate(model, make(idx), split)
+        params = make(idx)
+        ev = loss_and_correct(task, model, params, split) if mean else task.evaluate(model, params, split)
         for key, val in ev.items():
             parts.setdefault(key, []).append(val)
         done += len(idx)
