@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pathdep.errors import SpecError, bad_value
 from pathdep.registry import MODELS, TASKS
 
-NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_.]*$"
+NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$"
 
 
 class _Strict(BaseModel):

@@ -45,13 +45,13 @@ def print_summary(study: Study) -> None:
         console.print("no finished runs")
         return
     prop = study.task.solution_property
-    table = Table(title=f"{study.name}: final checkpoints ({prop} is the solution type)")
-    for col in ("variant", "runs", "test acc", f"{prop} mean", f"{prop} histogram (0 → 1)", "< 0.2 | mid | > 0.8"):
+    table = Table(title=f"{study.name}: final {prop} (the solution type) per variant")
+    for col in ("variant", "runs", "test acc", "mean", "0 → 1", "<.2|mid|>.8"):
         table.add_column(col, no_wrap=True)
     for variant, df in summary.groupby("variant", sort=False):
         values = df[prop].to_numpy()
         table.add_row(variant, str(len(df)), f"{df['test_acc'].mean():.3f}", f"{values.mean():.3f}", spark(values),
-                      f"{(values < 0.2).sum()} | {((values >= 0.2) & (values <= 0.8)).sum()} | {(values > 0.8).sum()}")
+                      f"{(values < 0.2).sum()}|{((values >= 0.2) & (values <= 0.8)).sum()}|{(values > 0.8).sum()}")
     console.print(table)
 
 
