@@ -118,3 +118,19 @@ def test_activation_matching_needs_to_know_the_hooks(trained):
     bare = Bare(d_in=64, hidden=(24, 16), d_out=10)
     with pytest.raises(PathdepError, match="permutation_hooks"):
         activation_matching(bare, params, params, task.test.x)
+
+
+def test_transformer_permutations_keep_the_function_and_weight_matching_undoes_them():
+    from pathdep.models.transformer import Transformer
+
+    model = Transformer(d_vocab=10, n_ctx=8, d_model=16, n_layers=2, n_heads=2, d_mlp=12)
+    g = torch.Generator().manual_seed(5)
+    params = {k: v + 0.1 * torch.randn(v.shape, generator=g) for k, v in model.init_population([0, 1]).items()}
+    spec = model.permutation_spec
+    planted = random_perms(spec, params, 6)
+    shuffled = apply_permutation(spec, params, planted)
+    x = torch.randint(0, 10, (2, 5, 8), generator=g)
+    assert torch.allclose(model.apply(shuffled, x), model.apply(params, x), atol=1e-5)
+    restored = apply_permutation(spec, shuffled, weight_matching(spec, params, shuffled))
+    for k in params:
+        assert torch.equal(restored[k], params[k]), k
