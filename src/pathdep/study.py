@@ -248,7 +248,8 @@ class Study:
             with torch.no_grad():
                 props = task.properties(model, self.load_population(finished, variant_runs[0].process.steps))
             for i, run in enumerate(finished):
-                rows.append({"run": run, "variant": self._by_name[run].variant}
+                plan = self._by_name[run]
+                rows.append({"run": run, "variant": plan.variant, "group": plan.fork or plan.variant}
                             | {k: float(v[i]) for k, v in props.items()})
         return pd.DataFrame(rows)
 

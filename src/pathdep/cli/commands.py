@@ -46,9 +46,9 @@ def print_summary(study: Study) -> None:
         return
     prop = study.task.solution_property
     table = Table(title=f"{study.name}: final {prop} (the solution type) per variant")
-    for col in ("variant", "runs", "test acc", "mean", "0 → 1", "<.2|mid|>.8"):
+    for col in ("variant or fork", "runs", "test acc", "mean", "0 → 1", "<.2|mid|>.8"):
         table.add_column(col, no_wrap=True)
-    for variant, df in summary.groupby("variant", sort=False):
+    for variant, df in summary.groupby("group", sort=False):
         values = df[prop].to_numpy()
         table.add_row(variant, str(len(df)), f"{df['test_acc'].mean():.3f}", f"{values.mean():.3f}", spark(values),
                       f"{(values < 0.2).sum()}|{((values >= 0.2) & (values <= 0.8)).sum()}|{(values > 0.8).sum()}")
