@@ -163,6 +163,12 @@ def test_agreement_matrix_and_time_vs_runs_match_naive_loops():
     assert np.isclose(over, np.mean(mid == final))
     naive = np.mean([np.mean(final[i] == final[j]) for i in range(5) for j in range(5) if i != j])
     assert np.isclose(between, naive)
+    runs, ex = np.array([0, 0, 3, 4]), rng.integers(0, 40, 40)  # a resample, passed as indices and counts
+    o_w, b_w = t.time_vs_runs(mid, final, runs, np.bincount(ex, minlength=40))
+    sub_m, sub_f = mid[np.ix_(runs, ex)], final[np.ix_(runs, ex)]
+    assert np.isclose(o_w, np.mean(sub_m == sub_f))
+    pairs = [(i, j) for i in range(4) for j in range(4) if runs[i] != runs[j]]
+    assert np.isclose(b_w, np.mean([np.mean(sub_f[i] == sub_f[j]) for i, j in pairs]))
 
 
 # --- LMC -----------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from pathdep.analyses.data import NotMeasured, StudyData, analysis
 from pathdep.analyses.finding import Finding
 
 TOP_FRACTION = 0.1
-MAX_TRANSITION_RUNS = 32
+MAX_TRANSITION_RUNS = 16
 
 
 def topk_overlap(imp: np.ndarray, k: int) -> np.ndarray:

@@ -20,15 +20,24 @@ from pathdep.analyses.data import NotMeasured, StudyData, analysis
 from pathdep.analyses.finding import Finding
 
 
-def time_vs_runs(mid: np.ndarray, final: np.ndarray, same_run: np.ndarray | None = None) -> tuple[float, float]:
+def time_vs_runs(mid: np.ndarray, final: np.ndarray, runs: np.ndarray | None = None,
+                 weights: np.ndarray | None = None) -> tuple[float, float]:
     """(agreement of each run's mid and final predictions, agreement between different runs' finals).
 
-    mid, final (R, N). ``same_run`` (R, R) marks pairs that are one run twice (after resampling).
+    mid, final (R, N). A resample is given as ``runs`` (indices, repeats allowed; pairs of one run
+    with itself are skipped) and ``weights`` (N,) example counts, so no resampled copy is built.
     """
-    over_time = float(np.mean(mid == final))
-    a = stats.agreement_matrix(final)
-    off = ~np.eye(a.shape[0], dtype=bool) if same_run is None else ~same_run
-    return over_time, float(a[off].mean()) if off.any() else float("nan")
+    r_all, n = final.shape
+    runs = np.arange(r_all) if runs is None else runs
+    w = np.ones(n) if weights is None else np.asarray(weights, dtype=float)
+    over_time = float(((mid == final).astype(float) @ w)[runs].mean() / w.sum())
+    agree = np.zeros((r_all, r_all))
+    for c in np.unique(final):  # one matrix product per class
+        onehot = (final == c).astype(float)  # (R, N)
+        agree += (onehot * w) @ onehot.T
+    agree = agree[np.ix_(runs, runs)] / w.sum()
+    off = runs[:, None] != runs[None, :]
+    return over_time, float(agree[off].mean()) if off.any() else float("nan")
 
 
 def _cka_pair(data: StudyData, runs: list[str], mid: int) -> dict[str, object]:
@@ -59,7 +68,7 @@ def analyse_t(data: StudyData) -> Finding:
     value = over - between
 
     def stat(r: np.ndarray, e: np.ndarray) -> float:
-        o, b = time_vs_runs(pm[np.ix_(r, e)], pf[np.ix_(r, e)], r[:, None] == r[None, :])
+        o, b = time_vs_runs(pm, pf, r, np.bincount(e, minlength=pm.shape[1]))
         return o - b
 
     ci, boot = stats.multi_bootstrap(stat, *pm.shape, data.rng(0x7), n_boot=300)
@@ -79,7 +88,7 @@ def analyse_t(data: StudyData) -> Finding:
         ax.bar(x - 0.2, over_v, 0.4, label=f"over time (step {mid} vs final, same run)")
         ax.bar(x + 0.2, betw_v, 0.4, label="between runs (final vs final)")
         ax.set_xticks(x, labels, fontsize=8)
-        ax.set_ylim(0, 1.05)
-        ax.legend(fontsize=8, loc="lower left")
+        ax.set_ylim(0, 1.25)
+        ax.legend(fontsize=8, loc="upper center", ncol=2)
 
     return Finding("T", "agreement over time minus between runs", value, ci, verdict, details, plot)

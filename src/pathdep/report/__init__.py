@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rich.markup import escape
 from rich.table import Table
 
 from pathdep.analyses import profile as make_profile
@@ -40,7 +41,7 @@ def terminal_table(profile: Profile) -> Table:
     t.add_column("value [95% CI]", justify="right")
     t.add_column("verdict", overflow="fold", max_width=70)
     for f in profile:
-        t.add_row(f.id, f.headline or "—", headline_text(f), f.verdict, style=None if f.measured else "dim")
+        t.add_row(f.id, escape(f.headline or "—"), headline_text(f), escape(f.verdict), style=None if f.measured else "dim")
     return t
 
 
