@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from concurrent.futures import Executor, as_completed
 from itertools import groupby
 from pathlib import Path
 from typing import Any
@@ -84,25 +85,38 @@ class Study:
                     )
 
     # --- training ---------------------------------------------------------------------------
-    def run(self, progress: Progress | None = None, max_population: int = 256) -> None:
-        """Train every run that is not finished, resuming from the last good checkpoint."""
+    def run(self, progress: Progress | None = None, max_population: int = 256, executor: Executor | None = None) -> None:
+        """Train every run that is not finished, resuming from the last good checkpoint.
+
+        Runs of one process are trained as populations of up to ``max_population``. With an
+        ``executor`` (``concurrent.futures.ProcessPoolExecutor``, :func:`pathdep.train.local_executor`, :class:`pathdep.train.RayExecutor`,
+        anything with ``submit``) the populations are trained in parallel workers; the results are
+        the same bits, since a run never depends on its population.
+        """
         with st.locked(self.root):
             self._claim_store()
             states = {r.name: self._resume_state(r) for r in self.plan}
             todo = [r for r in self.plan if states[r.name] is None or states[r.name].step < r.process.steps]
-            total = sum(r.process.steps - (states[r.name].step if states[r.name] else r.fork_step) for r in todo)
-            done = [0]
+            left = {r.name: r.process.steps - (states[r.name].step if states[r.name] else r.fork_step) for r in todo}
+            total, done = sum(left.values()), [0]
 
             def advance(n: int) -> None:
                 done[0] += n
                 if progress:
                     progress("train", done[0], total)
 
-            if progress:
-                progress("train", 0, total)
+            advance(0)
             for phase in ([r for r in todo if r.fork is None], [r for r in todo if r.fork is not None]):
-                for group in self._groups(phase, states, max_population):
-                    self._train_group(group, states, advance)
+                groups = list(self._groups(phase, states, max_population))
+                if executor is None:
+                    for group in groups:
+                        self._train_group(group, states, advance)
+                    continue
+                spec = self.spec.model_dump(mode="json")
+                jobs = {executor.submit(_train_job, str(self.store), spec, [r.name for r in g]): g for g in groups}
+                for job in as_completed(jobs):
+                    job.result()
+                    advance(sum(left[r.name] for r in jobs[job]))
 
     def _claim_store(self) -> None:
         meta = self.root / "study.json"
@@ -252,6 +266,13 @@ class Study:
                 rows.append({"run": run, "variant": plan.variant, "group": plan.fork or plan.variant}
                             | {k: float(v[i]) for k, v in props.items()})
         return pd.DataFrame(rows)
+
+
+def _train_job(store: str, spec: dict[str, Any], runs: list[str]) -> None:
+    """Train one population in a worker (the driver holds the study's lock)."""
+    study = Study(parse_spec(spec), store)
+    group = [study._plan_of(r) for r in runs]
+    study._train_group(group, {r.name: study._resume_state(r) for r in group}, lambda n: None)
 
 
 def _by_process(plan: list[RunPlan]) -> list[list[RunPlan]]:
