@@ -4,7 +4,7 @@ import pytest
 
 from pathdep import Study
 from pathdep.errors import IncompatibleError, PathdepError
-from pathdep.measure import TABLES, compare, measure_study
+from pathdep.measure import TABLES, MeasureOptions, compare, measure_study
 from pathdep.measure.connectivity import BARRIER_DEFINITION, pair_barriers
 from pathdep.measure.similarity import similarity_matrix
 from pathdep.models.base import capture
@@ -16,8 +16,8 @@ COLUMNS = {
     "behaviour": ["run", "step", "probe", "example", "loss", "pred", "correct", "margin"],
     "behaviour_pairs": ["run_a", "step_a", "run_b", "step_b", "probe", "loss_pearson", "loss_spearman", "agreement", "error_kappa"],
     "cka": ["run_a", "step_a", "run_b", "step_b", "layer", "probe", "cka", "cka_debiased", "procrustes"],
-    "interpolation": ["run_a", "run_b", "step", "split", "aligned", "alpha", "loss", "error"],
-    "barriers": ["run_a", "run_b", "step", "split", "aligned", "loss_barrier", "error_barrier", "definition"],
+    "interpolation": ["run_a", "run_b", "step", "split", "aligned", "alpha", "loss", "error", "group"],
+    "barriers": ["run_a", "run_b", "step", "split", "aligned", "loss_barrier", "error_barrier", "group", "definition"],
     "soups": ["step", "group", "kind", "split", "acc", "loss", "n_ingredients"],
     "importance": ["run", "step", "probe", "layer", "unit", "ablation", "delta_loss"],
     "static": ["run", "step", "measure", "value"],
@@ -30,7 +30,7 @@ def measured(tmp_path_factory):
     spec = tiny(forks=[{"name": "fk", "parent": "base-i0-d0", "step": 20, "data_seeds": [1, 2]}])
     study = Study.from_dict(spec, store=tmp_path_factory.mktemp("store"))
     study.run()
-    return study, measure_study(study, n_alpha=5)
+    return study, measure_study(study, options=MeasureOptions(n_alpha=5))
 
 
 RUNS = ["base-i0-d0", "base-i1-d0", "base-i2-d0", "fk-d1", "fk-d2"]
@@ -44,7 +44,11 @@ def test_every_table_is_written_with_its_columns(measured):
         assert list(stored.columns) == cols, name
         assert len(stored) == len(tables[name]) > 0, name
     bars = tables["barriers"]
-    assert len(bars) == 10 * 3 * 2  # 10 pairs x (train, test, ood) x (raw, aligned)
+    # pairs within cohorts: base (3 runs: 3 pairs) and fork fk (2 children: 1 pair)
+    assert len(bars) == 4 * 3 * 2  # x (train, test, ood) x (raw, aligned)
+    assert set(zip(bars.run_a, bars.run_b, bars.group)) == {
+        ("base-i0-d0", "base-i1-d0", "base"), ("base-i0-d0", "base-i2-d0", "base"),
+        ("base-i1-d0", "base-i2-d0", "base"), ("fk-d1", "fk-d2", "fk")}
     assert (bars["definition"] == BARRIER_DEFINITION).all()
     assert (bars[["loss_barrier", "error_barrier"]] >= 0).all().all()
     props = tables["properties"]
@@ -55,14 +59,14 @@ def test_every_table_is_written_with_its_columns(measured):
 def test_barriers_equal_a_direct_computation(measured):
     study, tables = measured
     task, model = study.task, study.model()
-    a, b = study.load_population(["base-i1-d0"], 60), study.load_population(["fk-d2"], 60)
+    a, b = study.load_population(["fk-d1"], 60), study.load_population(["fk-d2"], 60)
     direct = pair_barriers(task, model, a, b, task.probes["ood"], 5)
     bars = tables["barriers"]
-    row = bars[(bars.run_a == "base-i1-d0") & (bars.run_b == "fk-d2") & (bars.split == "ood") & ~bars.aligned]
+    row = bars[(bars.run_a == "fk-d1") & (bars.run_b == "fk-d2") & (bars.split == "ood") & ~bars.aligned]
     assert row["loss_barrier"].item() == pytest.approx(direct["loss_barrier"].item(), abs=1e-6)
     assert row["error_barrier"].item() == pytest.approx(direct["error_barrier"].item(), abs=1e-9)
     curve = tables["interpolation"]
-    pts = curve[(curve.run_a == "base-i1-d0") & (curve.run_b == "fk-d2") & (curve.split == "ood") & ~curve.aligned]
+    pts = curve[(curve.run_a == "fk-d1") & (curve.run_b == "fk-d2") & (curve.split == "ood") & ~curve.aligned]
     assert pts["alpha"].tolist() == pytest.approx([0, 0.25, 0.5, 0.75, 1])
     assert pts["loss"].to_numpy() == pytest.approx(direct["loss"][0].numpy(), abs=1e-6)
 
@@ -92,9 +96,9 @@ def test_cka_and_behaviour_equal_a_direct_computation(measured):
 def test_soups_and_importance_and_static(measured):
     _, tables = measured
     soups = tables["soups"]
-    assert set(soups["group"]) == {"all", "fk"}
+    assert set(soups["group"]) == {"base", "fk"}
     held = soups[(soups.split == "test")].set_index(["group", "kind"])
-    for group in ("all", "fk"):
+    for group in ("base", "fk"):
         assert held.loc[(group, "greedy"), "acc"] >= held.loc[(group, "best_member"), "acc"]
     assert held.loc[("fk", "uniform"), "n_ingredients"] == 2
     imp = tables["importance"]
@@ -153,3 +157,19 @@ def test_incompatible_checkpoints_are_refused_before_any_computation(measured, t
     with pytest.raises(IncompatibleError, match=message):
         compare(ckpt(other, "base-i0-d0", 2), ckpt(study, "base-i0-d0", 60))
     assert IncompatibleError.exit_code == 2
+
+
+def test_options_choose_steps_cohort_size_and_examples(measured):
+    """(Runs last: it overwrites two tables of the shared study.)"""
+    study, _ = measured
+    opts = MeasureOptions(n_alpha=3, steps=(20,), max_cohort=2, pair_examples=50)
+    tables = measure_study(study, which=["static", "barriers"], options=opts)
+    assert set(tables["static"]["step"]) == {20, 60}  # the final step is always measured
+    bars = tables["barriers"]
+    assert set(zip(bars.run_a, bars.run_b)) == {("base-i0-d0", "base-i1-d0"), ("fk-d1", "fk-d2")}
+    task, model = study.task, study.model()
+    a, b = study.load_population(["base-i0-d0"], 60), study.load_population(["base-i1-d0"], 60)
+    head = type(task.test)(task.test.x[:50], task.test.y[:50])
+    direct = pair_barriers(task, model, a, b, head, 3)
+    row = bars[(bars.run_a == "base-i0-d0") & (bars.split == "test") & ~bars.aligned]
+    assert row["loss_barrier"].item() == pytest.approx(direct["loss_barrier"].item(), abs=1e-6)

@@ -14,10 +14,10 @@ from pathdep.measure.importance import Component, ablation_effects
 from pathdep.measure.similarity import cka, similarity_matrix, similarity_paired
 from pathdep.measure.soups import greedy_soup, uniform_soup
 from pathdep.measure.static import static_measures
-from pathdep.measure.study import TABLES, measure_study
+from pathdep.measure.study import TABLES, MeasureOptions, measure_study
 
 __all__ = [
-    "BARRIER_DEFINITION", "TABLES", "Comparison", "Component", "ablation_effects", "activation_matching",
+    "BARRIER_DEFINITION", "TABLES", "Comparison", "Component", "MeasureOptions", "ablation_effects", "activation_matching",
     "apply_permutation", "barrier", "evaluate_behaviour", "cka", "compare", "curves", "greedy_soup", "measure_study",
     "pair_barriers", "pair_matrices", "pair_rows", "similarity_matrix", "similarity_paired", "static_measures",
     "uniform_soup", "weight_matching",

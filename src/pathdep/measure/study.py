@@ -11,11 +11,12 @@
   pairs of runs at each step, and within each run for every step against its final step;
 - ``cka``: CKA, debiased CKA and Procrustes distance of every hooked layer, for all pairs of
   runs at the final step and within each run for every step against the final step;
-- ``interpolation`` and ``barriers``: all pairs of runs at the final step, on ``train``,
-  ``test`` and every probe, without and with weight-matching alignment (``definition`` column:
-  :data:`~pathdep.measure.connectivity.BARRIER_DEFINITION`);
-- ``soups``: uniform, greedy (selected on ``test``) and best-member soups at the final step, of
-  all runs of a group (``group`` = "all") and of each fork's children (``group`` = fork name);
+- ``interpolation`` and ``barriers``: all pairs of runs of each cohort (:func:`cohorts`: a
+  variant's runs trained from init, or one fork's children; ``group`` column) at the final step,
+  on ``train``, ``test`` and every probe, without and with weight-matching alignment
+  (``definition`` column: :data:`~pathdep.measure.connectivity.BARRIER_DEFINITION`);
+- ``soups``: uniform, greedy (selected on ``test``) and best-member soups of each cohort at the
+  final step (``group`` = cohort name);
 - ``importance``: zero and mean ablation of every hidden unit and layer at every checkpoint;
 - ``static``: weight norm, distance from init, effective ranks and sharpness at every checkpoint.
 """
@@ -45,6 +46,24 @@ from pathdep.tasks.base import Split, Task
 Progress = Callable[[str, int, int], None]  # (label, done, total), as Study.run reports
 
 
+@dataclass(frozen=True)
+class MeasureOptions:
+    """What :func:`measure_study` measures beyond the defaults.
+
+    - ``n_alpha``: interpolation points per pair, ends included;
+    - ``steps``: checkpoint steps of the per-step tables (default: every checkpoint; a run's final
+      step is always measured);
+    - ``max_cohort``: at most this many runs of each cohort (first in plan order) enter the
+      barrier and soup tables (None: all);
+    - ``pair_examples``: at most this many examples of each split for interpolation (None: all).
+    """
+
+    n_alpha: int = 21
+    steps: tuple[int, ...] | None = None
+    max_cohort: int | None = 32
+    pair_examples: int | None = None
+
+
 @dataclass
 class Group:
     """Finished runs that share a task and an architecture; ``steps[run]`` their checkpoints."""
@@ -59,6 +78,11 @@ class Group:
 
     def all_steps(self) -> list[int]:
         return sorted({s for r in self.runs for s in self.steps[r]})
+
+    def keep_steps(self, wanted: Iterable[int]) -> None:
+        """Forget checkpoints not in ``wanted`` (each run keeps its final step)."""
+        keep = set(wanted)
+        self.steps = {r: [s for s in st if s in keep or s == st[-1]] for r, st in self.steps.items()}
 
     def at(self, step: int) -> list[str]:
         """Runs with a checkpoint at ``step``, in group order."""
@@ -197,66 +221,68 @@ def _cka(study, g: Group) -> pd.DataFrame:
 # --- final-step tables ----------------------------------------------------------------------------
 
 
-def _by_final_step(g: Group) -> dict[int, list[str]]:
-    out: dict[int, list[str]] = {}
-    for r in g.runs:
-        out.setdefault(g.final(r), []).append(r)
-    return out
+def cohorts(study, g: Group, max_runs: int | None = None) -> dict[str, list[str]]:
+    """Runs compared pairwise for barriers and soups: {cohort name: runs}.
+
+    A cohort is the runs of one variant trained from init (named by the variant) or the
+    children of one fork (named by the fork); its runs share a process and so a final step.
+    At most ``max_runs`` of each, first in plan order.
+    """
+    info = study.runs().set_index("run")
+    out: dict[str, list[str]] = {}
+    for run in g.runs:
+        fork = info.loc[run, "fork"]
+        out.setdefault(fork if isinstance(fork, str) and fork else info.loc[run, "variant"], []).append(run)
+    return {k: v[:max_runs] for k, v in out.items()}
 
 
-def _connectivity(study, g: Group, n_alpha: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _head(split: Split, n: int | None) -> Split:
+    return split if n is None or n >= len(split) else Split(split.x[:n], split.y[:n], {k: v[:n] for k, v in split.extra.items()})
+
+
+def _connectivity(study, g: Group, opts: MeasureOptions) -> tuple[pd.DataFrame, pd.DataFrame]:
     curves, bars = [], []
-    for step, runs in _by_final_step(g).items():
+    for cohort, runs in cohorts(study, g, opts.max_cohort).items():
         if len(runs) < 2:
             continue
+        step = g.final(runs[0])
         params = study.load_population(runs, step)
         pairs = cn.all_pairs(len(runs))
         pa, pb = take(params, pairs[:, 0]), take(params, pairs[:, 1])
         perms = weight_matching(g.model.permutation_spec, pa, pb)
         for aligned, b in ((False, pb), (True, apply_permutation(g.model.permutation_spec, pb, perms))):
             for split_name, split in eval_splits(g.task).items():
-                res = cn.pair_barriers(g.task, g.model, pa, b, split, n_alpha)
-                meta = {"step": step, "split": split_name, "aligned": aligned}
+                res = cn.pair_barriers(g.task, g.model, pa, b, _head(split, opts.pair_examples), opts.n_alpha)
+                meta = {"step": step, "split": split_name, "aligned": aligned, "group": cohort}
                 bars.append(_pairs_frame(runs, pairs, **meta, loss_barrier=res["loss_barrier"].numpy(),
                                          error_barrier=res["error_barrier"].numpy()))
                 k = len(res["alpha"])
                 rep = pairs.repeat_interleave(k, 0)
                 curves.append(_pairs_frame(runs, rep, **meta, alpha=res["alpha"].repeat(len(pairs)).numpy(),
                                            loss=res["loss"].flatten().numpy(), error=res["error"].flatten().numpy()))
-    bar_cols = ["run_a", "run_b", "step", "split", "aligned", "loss_barrier", "error_barrier"]
-    cur_cols = ["run_a", "run_b", "step", "split", "aligned", "alpha", "loss", "error"]
+    bar_cols = ["run_a", "run_b", "step", "split", "aligned", "loss_barrier", "error_barrier", "group"]
+    cur_cols = ["run_a", "run_b", "step", "split", "aligned", "alpha", "loss", "error", "group"]
     barriers = pd.concat(bars, ignore_index=True)[bar_cols] if bars else pd.DataFrame(columns=bar_cols)
     barriers["definition"] = cn.BARRIER_DEFINITION
     interp = pd.concat(curves, ignore_index=True)[cur_cols] if curves else pd.DataFrame(columns=cur_cols)
     return interp, barriers
 
 
-def _soup_groups(study, runs: list[str]) -> dict[str, list[str]]:
-    info = study.runs().set_index("run")
-    out = {"all": runs}
-    for run in runs:
-        fork = info.loc[run, "fork"]
-        if isinstance(fork, str) and fork:
-            out.setdefault(fork, []).append(run)
-    return out
-
-
-def _soups(study, g: Group) -> pd.DataFrame:
+def _soups(study, g: Group, opts: MeasureOptions) -> pd.DataFrame:
     rows = []
-    for step, runs in _by_final_step(g).items():
-        for group, members in _soup_groups(study, runs).items():
-            params = study.load_population(members, step)
-            greedy = sp.greedy_soup(g.task, g.model, params, g.task.test)
-            best = take(params, torch.tensor([greedy.order[0]]))
-            kinds = {"uniform": (sp.uniform_soup(params), len(members)),
-                     "greedy": (greedy.params, len(greedy.members)), "best_member": (best, 1)}
-            for kind, (soup, n) in kinds.items():
-                for split_name, split in eval_splits(g.task).items():
-                    with torch.no_grad():
-                        ev = g.task.evaluate(g.model, soup, split)
-                    rows.append({"step": step, "group": group, "kind": kind, "split": split_name,
-                                 "acc": float(ev["correct"].double().mean()), "loss": float(ev["loss"].double().mean()),
-                                 "n_ingredients": n})
+    for group, members in cohorts(study, g, opts.max_cohort).items():
+        step = g.final(members[0])
+        params = study.load_population(members, step)
+        greedy = sp.greedy_soup(g.task, g.model, params, g.task.test)
+        best = take(params, torch.tensor([greedy.order[0]]))
+        kinds = {"uniform": (sp.uniform_soup(params), len(members)),
+                 "greedy": (greedy.params, len(greedy.members)), "best_member": (best, 1)}
+        for kind, (soup, n) in kinds.items():
+            for split_name, split in eval_splits(g.task).items():
+                with torch.no_grad():
+                    ev = g.task.evaluate(g.model, soup, split)
+                rows.append({"step": step, "group": group, "kind": kind, "split": split_name, "n_ingredients": n,
+                             "acc": float(ev["correct"].double().mean()), "loss": float(ev["loss"].double().mean())})
     return pd.DataFrame(rows, columns=["step", "group", "kind", "split", "acc", "loss", "n_ingredients"])
 
 
@@ -297,8 +323,8 @@ def _static(study, g: Group) -> pd.DataFrame:
 class _Context:
     """One group's measurement, with the pieces two tables share computed once."""
 
-    def __init__(self, study, g: Group, n_alpha: int) -> None:
-        self.study, self.g, self.n_alpha = study, g, n_alpha
+    def __init__(self, study, g: Group, opts: MeasureOptions) -> None:
+        self.study, self.g, self.opts = study, g, opts
 
     @cached_property
     def behaviour(self) -> tuple[pd.DataFrame, dict]:
@@ -306,7 +332,7 @@ class _Context:
 
     @cached_property
     def connectivity(self) -> tuple[pd.DataFrame, pd.DataFrame]:
-        return _connectivity(self.study, self.g, self.n_alpha)
+        return _connectivity(self.study, self.g, self.opts)
 
 
 BUILDERS: dict[str, Callable[[_Context], pd.DataFrame]] = {
@@ -316,7 +342,7 @@ BUILDERS: dict[str, Callable[[_Context], pd.DataFrame]] = {
     "cka": lambda c: _cka(c.study, c.g),
     "interpolation": lambda c: c.connectivity[0],
     "barriers": lambda c: c.connectivity[1],
-    "soups": lambda c: _soups(c.study, c.g),
+    "soups": lambda c: _soups(c.study, c.g, c.opts),
     "importance": lambda c: _importance(c.study, c.g),
     "static": lambda c: _static(c.study, c.g),
 }
@@ -332,13 +358,14 @@ def measure_study(
     *,
     which: Iterable[str] | None = None,
     runs: Iterable[str] | None = None,
-    n_alpha: int = 21,
+    options: MeasureOptions = MeasureOptions(),
     progress: Progress | None = None,
 ) -> dict[str, pd.DataFrame]:
     """Compute the measurement tables of ``study`` and write them with ``study.write_table``.
 
     ``which`` picks tables (default: all of :data:`TABLES`); ``runs`` restricts the runs (default:
-    every finished run). Returns the tables written.
+    every finished run); ``options`` (:class:`MeasureOptions`) sets interpolation points, steps,
+    cohort size and examples. Returns the tables written.
     """
     which = list(TABLES if which is None else which)
     unknown = [w for w in which if w not in TABLES]
@@ -351,7 +378,9 @@ def measure_study(
     total = len(gs) * len(which)
     done = 0
     for g in gs:
-        ctx = _Context(study, g, n_alpha)
+        if options.steps is not None:
+            g.keep_steps(options.steps)
+        ctx = _Context(study, g, options)
         for name in which:
             parts[name].append(BUILDERS[name](ctx))
             done += 1
@@ -361,5 +390,3 @@ def measure_study(
     for name, df in tables.items():
         study.write_table(name, df)
     return tables
-
-
