@@ -62,7 +62,12 @@ class Study:
         if not path.is_file():
             have = st.list_studies(Path(store))
             raise StoreError(f"Store {str(store)!r} has no study {name!r}; it holds {have or 'no studies'}.")
-        return cls(parse_spec(st.read_json(path)["spec"]), store)
+        meta = st.read_json(path)
+        if "source" in meta:  # imported or recorded checkpoints (pathdep.sources)
+            from pathdep.sources.external import ExternalStudy
+
+            return ExternalStudy.open(store, name)
+        return cls(parse_spec(meta["spec"]), store)
 
     # --- identity --------------------------------------------------------------------------
     @property

@@ -1,0 +1,146 @@
+"""Record a user's own training loop into a pathdep store.
+
+>>> import tempfile
+>>> from torch import nn
+>>> rec = Recorder(tempfile.mkdtemp(), "mine", task="two_features", model="mlp",
+...                model_args={"hidden": [4]}, keys="order")
+>>> net = nn.Sequential(nn.Linear(11, 4), nn.ReLU(), nn.Linear(4, 1))
+>>> rec.save("seed0", 0, net)
+>>> rec.study().steps("seed0")
+[0]
+
+The model is a pathdep model family (``model="mlp"`` with ``model_args``) or an ``nn.Module``
+factory (a module-level function, so the study can be read again by ``pathdep measure``); the task
+is a registered pathdep task (``task`` and ``task_args``) whose probe sets the measurements use.
+Each :meth:`Recorder.save` writes one checkpoint atomically and commits it to the run's manifest.
+
+Parameter names: a family's parameters have pathdep names (``fc0.weight``, ...). A module whose
+``named_parameters`` differ is accepted with ``keys="order"`` (the i-th parameter is the family's
+i-th; shapes must agree) or ``keys={module name: family name}``; otherwise the names must match.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import Tensor, nn
+
+from pathdep import store as st
+from pathdep.errors import IncompatibleError, PathdepError
+from pathdep.models.base import Params
+from pathdep.registry import MODELS, TASKS
+from pathdep.spec import valid_name
+from pathdep.sources.external import (
+    TRAIN_LOG_FILE, ExternalStudy, claim_study, run_record, write_checkpoint, write_record,
+)
+
+Keys = Mapping[str, str] | Literal["order"] | None
+
+
+def _factory_path(fn: Callable[[], nn.Module]) -> str:
+    qual = getattr(fn, "__qualname__", "")
+    if "<" in qual or not getattr(fn, "__module__", None):
+        raise PathdepError(f"The 'model' factory {fn!r} must be a module-level function (a lambda or a nested "
+                           "function cannot be found again when the study is read).")
+    return f"{fn.__module__}:{qual}"
+
+
+class Recorder:
+    """Writes checkpoints of a user's runs into ``store`` as the study ``study``; see the module docstring."""
+
+    def __init__(
+        self,
+        store: str | Path,
+        study: str,
+        *,
+        task: str,
+        task_args: dict[str, Any] | None = None,
+        model: str | Callable[[], nn.Module],
+        model_args: dict[str, Any] | None = None,
+        hooks: tuple[str, ...] | None = None,
+        keys: Keys = None,
+        description: str = "",
+    ) -> None:
+        if task not in TASKS:
+            raise PathdepError(f"The 'task' parameter of Recorder must be one of {TASKS.names()}. Got {task!r} instead.")
+        if isinstance(model, str):
+            if model not in MODELS:
+                raise PathdepError(f"The 'model' parameter of Recorder must be one of {MODELS.names()} or an nn.Module "
+                                   f"factory. Got {model!r} instead.")
+            model_spec = {"kind": "family", "name": model,
+                          "args": MODELS[model].args.model_validate(model_args or {}).model_dump(mode="json")}
+        else:
+            model_spec = {"kind": "factory", "factory": _factory_path(model), "hooks": list(hooks) if hooks else None}
+        task_spec = {"kind": "registry", "name": task,
+                     "args": TASKS[task].args.model_validate(task_args or {}).model_dump(mode="json")}
+        self.store, self.name, self.keys = Path(store), study, keys
+        meta = {"name": study, "source": "recorder", "description": description, "model": model_spec, "task": task_spec}
+        with st.locked(st.study_dir(self.store, study)):
+            claim_study(self.store, study, meta, ("source", "model", "task"))
+        self._study = ExternalStudy.open(self.store, study)
+        self._shapes = _shapes(self._study)
+
+    def study(self) -> ExternalStudy:
+        """The study as recorded so far (reading API of :class:`pathdep.Study`)."""
+        return ExternalStudy.open(self.store, self.name)
+
+    def save(self, run: str, step: int, module_or_params: nn.Module | Mapping[str, Tensor],
+             loss: float | None = None, *, init_seed: int | None = None, data_seed: int | None = None) -> None:
+        """Write ``run``'s parameters at ``step`` (a module or a dict of tensors, no run axis).
+
+        ``loss`` (the training loss at that step) goes into the run's training log.
+        """
+        if step < 0:
+            raise PathdepError(f"The 'step' parameter of Recorder.save must be >= 0. Got {step} instead.")
+        if not valid_name(run):
+            raise PathdepError(f"The 'run' parameter of Recorder.save must start with a letter or digit, then letters, digits, '_', '.', '+' "
+                               f"or '-'. Got {run!r} instead.")
+        params = self._params(module_or_params)
+        write_record(self.store, self.name, run_record(run, "base", init_seed, data_seed, source="recorder"))
+        write_checkpoint(self.store, self.name, run, step, params, {"source": {"kind": "recorder", "study": self.name}})
+        if loss is not None:
+            path = st.run_dir(self.store, self.name, run) / TRAIN_LOG_FILE
+            log = st.read_json(path) if path.is_file() else {}
+            log[str(step)] = float(loss)
+            st.write_json(path, log)
+
+    def _params(self, obj: nn.Module | Mapping[str, Tensor]) -> Params:
+        got = dict(obj.named_parameters()) if isinstance(obj, nn.Module) else dict(obj)
+        got = {k: v.detach().clone().float() for k, v in got.items()}
+        renamed = _rename(got, self._shapes, self.keys)
+        for k, shape in self._shapes.items():
+            if k not in renamed:
+                raise IncompatibleError(f"The parameters saved for study {self.name!r} lack {k!r} (shape {shape}); "
+                                        f"they have {sorted(got)}. Pass keys='order' or a name mapping if only the names differ.")
+            if tuple(renamed[k].shape) != shape:
+                raise IncompatibleError(f"Parameter {k!r} has shape {tuple(renamed[k].shape)}; the model expects {shape}.")
+        extra = sorted(set(renamed) - set(self._shapes))
+        if extra:
+            raise IncompatibleError(f"Parameter {extra[0]!r} is not one of the model's: {sorted(self._shapes)}.")
+        return renamed
+
+
+def _shapes(study: ExternalStudy) -> dict[str, tuple[int, ...]]:
+    """Parameter names and shapes (in order) of the study's model."""
+    model = study.model()
+    shapes = getattr(model, "param_shapes", None)
+    if callable(shapes):
+        return shapes()
+    return {k: tuple(v.shape) for k, v in model.init(torch.Generator().manual_seed(0)).items()}
+
+
+def _rename(got: Params, shapes: dict[str, tuple[int, ...]], keys: Keys) -> Params:
+    if keys is None:
+        return got
+    if keys == "order":
+        if len(got) != len(shapes):
+            raise IncompatibleError(f"keys='order' needs as many parameters as the model has ({len(shapes)}: "
+                                    f"{list(shapes)}); got {len(got)}: {list(got)}.")
+        return dict(zip(shapes, got.values()))
+    if isinstance(keys, Mapping):
+        return {keys.get(k, k): v for k, v in got.items()}
+    raise PathdepError(f"The 'keys' parameter of Recorder must be None, 'order' or a mapping. Got {json.dumps(str(keys))} instead.")
