@@ -93,16 +93,20 @@ def token_loss_pca(losses: Tensor, k: int = 3) -> TokenPCA:
 
 
 def curve_shapes(
-    steps: Sequence[int], losses: Tensor, min_drop: float = 0.5, sharp_fraction: float = 0.2
+    steps: Sequence[int], losses: Tensor, min_drop: float = 0.5, sharp_fraction: float = 0.2, log_steps: bool = False
 ) -> dict[str, Tensor]:
     """Classify each token's loss curve: losses (S, N) at ``steps`` -> per token (N,).
 
     ``drop``: first minus last loss; ``step``: where the curve crosses half its drop; ``width``:
     steps between 20% and 80% of the drop (see :func:`pathdep.tasks.induction.phase_change`);
     ``kind``: 0 ``flat`` (drop < ``min_drop``), 1 ``smooth``, 2 ``sharp`` (width at most
-    ``sharp_fraction`` of the training span). Use :data:`KINDS` for the names.
+    ``sharp_fraction`` of the training span). With ``log_steps`` the time axis is log(1 + step)
+    (for log-spaced checkpoints); ``step`` and ``width`` are then in those units. Use
+    :data:`KINDS` for the names.
     """
     curves = losses.T.double()  # (N, S)
+    if log_steps:
+        steps = torch.log1p(torch.as_tensor(list(steps), dtype=torch.float64)).tolist()
     found = phase_change(steps, curves)
     drop = curves[:, 0] - curves[:, -1]
     span = float(max(steps) - min(steps))
