@@ -216,5 +216,11 @@ def _mlp_width(module: nn.Module, arch: Architecture, layer: int) -> int:
 
 
 def transformer_model(module: nn.Module, config: Any, readout: int | None = None) -> ModuleModel:
-    """A :class:`ModuleModel` of a transformers model with its architecture's hooks and symmetries."""
+    """A :class:`ModuleModel` of a transformers model with its architecture's hooks and symmetries.
+
+    Attention runs in transformers' eager implementation: plain matmuls that vmap batches over
+    runs (the fused CPU attention kernel has no batching rule and would loop over runs).
+    """
+    if hasattr(module, "set_attn_implementation"):
+        module.set_attn_implementation("eager")
     return ModuleModel.of(module, readout=readout, **transformer_layout(module, config))
