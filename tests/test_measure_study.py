@@ -1,6 +1,7 @@
 """measure_study over a trained store, cross-checked against the measurement functions; compare()."""
 
 import pytest
+import torch
 
 from pathdep import Study
 from pathdep.errors import IncompatibleError, PathdepError
@@ -160,10 +161,10 @@ def test_incompatible_checkpoints_are_refused_before_any_computation(measured, t
 
 
 def test_options_choose_steps_cohort_size_and_examples(measured):
-    """(Runs last: it overwrites two tables of the shared study.)"""
+    """(Runs last: it overwrites three tables of the shared study.)"""
     study, _ = measured
-    opts = MeasureOptions(n_alpha=3, steps=(20,), max_cohort=2, pair_examples=50)
-    tables = measure_study(study, which=["static", "barriers"], options=opts)
+    opts = MeasureOptions(n_alpha=3, steps=(20,), max_cohort=2, max_examples=50)
+    tables = measure_study(study, which=["static", "barriers", "importance"], options=opts)
     assert set(tables["static"]["step"]) == {20, 60}  # the final step is always measured
     bars = tables["barriers"]
     assert set(zip(bars.run_a, bars.run_b)) == {("base-i0-d0", "base-i1-d0"), ("fk-d1", "fk-d2")}
@@ -173,3 +174,13 @@ def test_options_choose_steps_cohort_size_and_examples(measured):
     direct = pair_barriers(task, model, a, b, head, 3)
     row = bars[(bars.run_a == "base-i0-d0") & (bars.split == "test") & ~bars.aligned]
     assert row["loss_barrier"].item() == pytest.approx(direct["loss_barrier"].item(), abs=1e-6)
+    imp = tables["importance"]
+    assert set(imp["step"]) == {20, 60}
+    one = imp[(imp.run == "fk-d2") & (imp.step == 60) & (imp.probe == "ood") & (imp.layer == "h1") & (imp.unit == -1)
+              & (imp.ablation == "zero")]
+    ood = task.probes["ood"]
+    params = study.load_population(["fk-d2"], 60)
+    zeroed = {**params, "fc2.weight": torch.zeros_like(params["fc2.weight"])}  # h1 ablated = no input to fc2
+    delta = (task.evaluate(model, zeroed, type(ood)(ood.x[:50], ood.y[:50]))["loss"].double().mean()
+             - task.evaluate(model, params, type(ood)(ood.x[:50], ood.y[:50]))["loss"].double().mean())
+    assert one["delta_loss"].item() == pytest.approx(delta.item(), abs=1e-6)

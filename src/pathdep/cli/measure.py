@@ -42,14 +42,14 @@ def measure(
     n_alpha: Annotated[int, typer.Option(help="interpolation points per pair, ends included")] = 21,
     step: Annotated[list[int] | None, typer.Option("--step", help="a checkpoint step to measure (repeatable); default all")] = None,
     max_cohort: Annotated[int, typer.Option(help="runs per cohort in barriers and soups (0: all)")] = 32,
-    pair_examples: Annotated[int, typer.Option(help="examples per split for interpolation (0: all)")] = 0,
+    max_examples: Annotated[int, typer.Option(help="examples per split for barriers and importance (0: all)")] = 0,
 ) -> None:
     """Measure the finished runs of STUDY and write its tables (behaviour, CKA, barriers, soups, ...)."""
     from pathdep.measure import MeasureOptions, measure_study
 
     s = _open(study, store)
     opts = MeasureOptions(n_alpha=n_alpha, steps=tuple(step) if step else None,
-                          max_cohort=max_cohort or None, pair_examples=pair_examples or None)
+                          max_cohort=max_cohort or None, max_examples=max_examples or None)
     with progress_bars(console) as bar:
         tables = measure_study(s, which=only or None, options=opts, progress=bar)
     summary = pd.DataFrame({"table": list(tables), "rows": [len(df) for df in tables.values()]})

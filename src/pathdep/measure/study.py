@@ -55,13 +55,14 @@ class MeasureOptions:
       step is always measured);
     - ``max_cohort``: at most this many runs of each cohort (first in plan order) enter the
       barrier and soup tables (None: all);
-    - ``pair_examples``: at most this many examples of each split for interpolation (None: all).
+    - ``max_examples``: at most this many examples of each split (its first ones) in the two
+      costly tables, interpolation/barriers and importance (None: all).
     """
 
     n_alpha: int = 21
     steps: tuple[int, ...] | None = None
     max_cohort: int | None = 32
-    pair_examples: int | None = None
+    max_examples: int | None = None
 
 
 @dataclass
@@ -252,7 +253,7 @@ def _connectivity(study, g: Group, opts: MeasureOptions) -> tuple[pd.DataFrame, 
         perms = weight_matching(g.model.permutation_spec, pa, pb)
         for aligned, b in ((False, pb), (True, apply_permutation(g.model.permutation_spec, pb, perms))):
             for split_name, split in eval_splits(g.task).items():
-                res = cn.pair_barriers(g.task, g.model, pa, b, _head(split, opts.pair_examples), opts.n_alpha)
+                res = cn.pair_barriers(g.task, g.model, pa, b, _head(split, opts.max_examples), opts.n_alpha)
                 meta = {"step": step, "split": split_name, "aligned": aligned, "group": cohort}
                 bars.append(_pairs_frame(runs, pairs, **meta, loss_barrier=res["loss_barrier"].numpy(),
                                          error_barrier=res["error_barrier"].numpy()))
@@ -286,13 +287,14 @@ def _soups(study, g: Group, opts: MeasureOptions) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["step", "group", "kind", "split", "acc", "loss", "n_ingredients"])
 
 
-def _importance(study, g: Group) -> pd.DataFrame:
+def _importance(study, g: Group, opts: MeasureOptions) -> pd.DataFrame:
     rows = []
     for step in g.all_steps():
         runs = g.at(step)
         params = study.load_population(runs, step)
         for probe, split in probe_splits(g.task).items():
-            for (layer, kind), delta in imp.ablation_effects(g.task, g.model, params, split).items():
+            effects = imp.ablation_effects(g.task, g.model, params, _head(split, opts.max_examples))
+            for (layer, kind), delta in effects.items():
                 r, u1 = delta.shape
                 units = list(range(u1 - 1)) + [imp.WHOLE_LAYER]
                 rows.append(pd.DataFrame({"run": [x for x in runs for _ in range(u1)], "step": step, "probe": probe,
@@ -343,7 +345,7 @@ BUILDERS: dict[str, Callable[[_Context], pd.DataFrame]] = {
     "interpolation": lambda c: c.connectivity[0],
     "barriers": lambda c: c.connectivity[1],
     "soups": lambda c: _soups(c.study, c.g, c.opts),
-    "importance": lambda c: _importance(c.study, c.g),
+    "importance": lambda c: _importance(c.study, c.g, c.opts),
     "static": lambda c: _static(c.study, c.g),
 }
 
