@@ -115,8 +115,9 @@ def test_batched_equals_per_pair_loop_and_paired_is_the_diagonal(feats):
     for i in range(7):
         for j in range(7):
             one = similarity_matrix(more[i : i + 1], more[j : j + 1])
-            for key in full:
-                assert full[key][i, j].item() == pytest.approx(one[key].item(), abs=1e-9)
+            for key in full:  # Procrustes is sqrt(2 - 2 cos): rounding near 0 shows as ~1e-8
+                tol = 1e-7 if key == "procrustes" else 1e-9
+                assert full[key][i, j].item() == pytest.approx(one[key].item(), abs=tol)
     paired = similarity_paired(more, more.roll(1, 0))
     idx = torch.arange(7)
     for key in full:

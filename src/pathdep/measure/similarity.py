@@ -83,33 +83,40 @@ def similarity_matrix(
     """CKA, debiased CKA and Procrustes distance between every member of ``xa`` and of ``xb``.
 
     xa (R, N, ...), xb (S, N, ...) (default: ``xa``) -> each (R, S). The cross-products of all
-    pairs come from one matrix product per block of rows of ``xa``.
+    pairs come from one matrix product per block of rows of ``xa``; with ``xb`` omitted only the
+    blocks on and above the diagonal are computed and the rest mirrored (the measures are
+    symmetric).
 
     >>> x = torch.randn(3, 50, 8)
     >>> s = similarity_matrix(x)
     >>> bool(torch.allclose(s["cka"].diagonal(), torch.ones(3, dtype=torch.float64)))
     True
     """
+    symmetric = xb is None
     a = _prepare(xa, dtype)
-    b = a if xb is None else _prepare(xb, dtype)
+    b = a if symmetric else _prepare(xb, dtype)
     if a.x.shape[1] != b.x.shape[1]:
         raise PathdepError(f"both sides need the same examples; got N={a.x.shape[1]} and N={b.x.shape[1]}")
     r, n, d = a.x.shape
     s, e = b.x.shape[0], b.x.shape[2]
-    zb = b.x.permute(1, 0, 2).reshape(n, s * e)  # (N, S*e)
     rows = max(1, BLOCK_BUDGET // max(1, s * d * e))
-    parts: dict[str, list[Tensor]] = {}
+    if symmetric:  # small enough blocks that skipping the lower triangle pays
+        rows = min(rows, max(1, -(-r // 8)))
+    out = {k: torch.full((r, s), float("nan"), dtype=dtype) for k in MEASURES[: 3 if procrustes else 2]}
     for start in range(0, r, rows):
         ia = torch.arange(start, min(r, start + rows))
+        ib = torch.arange(start if symmetric else 0, s)
         za = a.x[ia].permute(1, 0, 2).reshape(n, -1)  # (N, r'*d)
-        blocks = (za.T @ zb).view(len(ia), d, s, e).permute(0, 2, 1, 3)  # (r', S, d, e)
+        zb = b.x[ib].permute(1, 0, 2).reshape(n, -1)  # (N, s'*e)
+        blocks = (za.T @ zb).view(len(ia), d, len(ib), e).permute(0, 2, 1, 3)  # (r', s', d, e)
         nuclear = torch.linalg.svdvals(blocks).sum(-1) if procrustes else None
-        k_dot = a.k[ia] @ b.k.T  # (r', S)
-        ib = torch.arange(s)
-        out = _from_terms(a, b, blocks.pow(2).sum((-1, -2)), k_dot, nuclear, ia[:, None], ib[None, :])
-        for key, val in out.items():
-            parts.setdefault(key, []).append(val)
-    return {k: torch.cat(v) for k, v in parts.items()}
+        k_dot = a.k[ia] @ b.k[ib].T  # (r', s')
+        vals = _from_terms(a, b, blocks.pow(2).sum((-1, -2)), k_dot, nuclear, ia[:, None], ib[None, :])
+        for key, val in vals.items():
+            out[key][start : start + len(ia), ib] = val
+            if symmetric:
+                out[key][ib[:, None], ia[None, :]] = val.T
+    return out
 
 
 def similarity_paired(
