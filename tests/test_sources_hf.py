@@ -24,7 +24,7 @@ from pathdep.sources import ExternalStudy, import_suite
 from pathdep.sources.hf import cached_revisions, load_module, repo_folder
 from pathdep.sources.probes import DEFAULT_TEXT, masked_position
 from pathdep.tasks.sequence import SequenceTask
-from tests.test_sources_adapter import CLASSES, VOCAB, tiny_model
+from tests.test_sources_adapter import VOCAB, tiny_model
 
 _register()
 WORDS = sorted(set(re.findall(r"\w+|[^\w\s]", DEFAULT_TEXT)))
