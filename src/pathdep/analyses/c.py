@@ -26,7 +26,7 @@ def final_clustering(data: StudyData) -> stats.Clustering:
 
 def subsample_k(x: np.ndarray, rng: np.random.Generator, n_sub: int = 20, frac: float = 0.8) -> np.ndarray:
     """The chosen k on ``n_sub`` subsamples (without replacement) of ``frac`` of the rows of ``x``."""
-    m = max(4, int(round(frac * x.shape[0])))
+    m = min(x.shape[0], max(4, int(round(frac * x.shape[0]))))
     return np.array([stats.choose_k_gmm(x[rng.choice(x.shape[0], m, replace=False)], rng).k for _ in range(n_sub)])
 
 
