@@ -57,6 +57,28 @@ def test_a_planted_embedding_reveals_its_key_frequencies():
     assert summary["fourier_eff_freqs"][1] == pytest.approx(1.0, abs=0.01)
 
 
+@pytest.mark.parametrize("kind", ["sum", "onehot"])
+def test_the_task_reads_the_weights_the_first_nonlinearity_sees(kind):
+    from pathdep.models import MLP
+
+    p, gen = 13, torch.Generator().manual_seed(3)
+    task = build(ModularArgs(p=p, input=kind))
+    t = torch.arange(p, dtype=torch.float32)
+    planted = torch.stack([torch.cos(2 * math.pi * 4 * t / p + ph) for ph in torch.rand(6, generator=gen) * 6])  # (6, p)
+    if kind == "sum":  # a linear embedding of width 6, then a ReLU layer mixing it
+        model = MLP(d_in=p, hidden=(6, 8), d_out=p, activations=("identity", "relu"))
+        params = model.init_population([0, 1])
+        params["fc0.weight"] = planted.expand(2, 6, p).clone()
+    else:  # the ReLU layer reads a's and b's columns directly
+        model = MLP(d_in=2 * p, hidden=(6,), d_out=p)
+        params = model.init_population([0, 1])
+        params["fc0.weight"] = torch.cat([planted, planted.roll(1, 1)], dim=1).expand(2, 6, 2 * p).clone()
+    props = task.properties(model, params)
+    assert props["dominant_freq"].tolist() == [4.0, 4.0]
+    assert props["n_key_freqs"].tolist() == [1.0, 1.0]
+    assert (props["freq_power/4"] > 0.999).all()
+
+
 def test_the_pairs_cover_everything_once_and_mirrors_share_a_side():
     for kind, width in (("onehot", 2 * 11), ("sum", 11), ("tokens", 3)):
         task = build(ModularArgs(p=11, train_fraction=0.5, input=kind))

@@ -7,7 +7,8 @@ and b, summed; ``tokens`` gives the sequence [a, b, =] (=: token p) for a transf
 ``pool = "last"``. Trained full batch with AdamW and weight decay, runs first memorise the
 training pairs, then form a Fourier circuit and generalise.
 
-Properties beyond accuracies: the share of the first layer's (embedding's) Fourier power at each
+Properties beyond accuracies, from the weights through which the first nonlinearity reads the
+tokens (see :meth:`ModularAddition.embedding_weights`): the share of their Fourier power at each
 frequency ``freq_power/<k>`` (k = 1 .. (p-1)/2, summing to 1), the **key frequencies** (the
 fewest top frequencies that hold ``key_mass`` of the power; their set is a run's solution type),
 ``n_key_freqs``, ``dominant_freq`` (the solution property: the frequency with the most power),
@@ -100,21 +101,30 @@ class ModularAddition(Task):
     p: int = 97
     key_mass: float = 0.6
 
-    def embedding_weights(self, params: Params) -> tuple[Tensor, int]:
-        """The weights reading the input tokens and their token axis; for ``onehot`` a and b are stacked."""
+    def embedding_weights(self, model: Model, params: Params) -> tuple[Tensor, int]:
+        """The weights through which the first nonlinearity reads the tokens, and their token axis.
+
+        ``fc0.weight`` for an MLP, ``fc1.weight @ fc0.weight`` when its first layer is linear (the
+        ``sum`` input's embedding followed by the first ReLU layer), ``embed.W_E`` for a
+        transformer. For ``onehot`` the columns of a and of b are stacked as two rows per unit.
+        """
         for name, axis in EMBEDDING_WEIGHTS.items():
-            if name in params:
-                w = params[name]
-                if name == "fc0.weight" and w.shape[-1] == 2 * self.p:  # (R, h, 2p): a's and b's columns
-                    w = w.unflatten(-1, (2, self.p))  # (R, h, 2, p)
-                return w, axis
+            if name not in params:
+                continue
+            w = params[name]
+            acts = getattr(model, "activations", None)
+            if name == "fc0.weight" and acts and acts[0] == "identity" and "fc1.weight" in params:
+                w = torch.bmm(params["fc1.weight"], w)  # (R, h1, d_in)
+            if name == "fc0.weight" and w.shape[-1] == 2 * self.p:  # (R, h, 2p): a's and b's columns
+                w = w.unflatten(-1, (2, self.p))  # (R, h, 2, p)
+            return w, axis
         raise PathdepError(
             f"The modular task reads Fourier structure from one of {sorted(EMBEDDING_WEIGHTS)}; "
             f"the model's parameters are {sorted(params)}."
         )
 
     def extra_properties(self, model: Model, params: Params) -> dict[str, Tensor]:
-        w, axis = self.embedding_weights(params)
+        w, axis = self.embedding_weights(model, params)
         shares = frequency_shares(fourier_power(w.detach(), self.p, axis))
         return fourier_summary(shares, self.key_mass)
 
