@@ -74,3 +74,23 @@ def test_components_default_to_hidden_hooks_and_can_be_declared(setup):
 
     with pytest.raises(PathdepError, match="'layer1'.*not one of its hook names"):
         components(Wrong(d_in=5, hidden=(6, 4), d_out=2), params, task.test.x)
+
+
+def test_cnn_channel_ablation_equals_zeroing_the_reader_weights():
+    """Components default to hooked channels (axis 1 after the batch axis) for convolutional nets."""
+    from pathdep.models.cnn import CNN
+
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(40, 1, 12, generator=g)
+    y = (x.mean((1, 2)) > 0).long()
+    task = Task("toy", Split(x, y), Split(x, y), {}, 2, "ce")
+    model = CNN(in_shape=(1, 12), channels=(4, 3), kernels=(3, 3), strides=(1, 2), paddings=(1, 0), d_out=2)
+    params = model.init_population([0, 1])
+    assert components(model, params, x) == [Component("h0", 4), Component("h1", 3)]
+    effects = ablation_effects(task, model, params, task.test, ablations=("zero",))
+    clean = loss_with_weights(task, model, params, task.test)
+    for c in range(4):
+        edited = {k: v.clone() for k, v in params.items()}
+        edited["conv1.weight"][:, :, c] = 0  # (R, C_out, C_in, k): channel c of h0 is never read
+        expected = loss_with_weights(task, model, edited, task.test) - clean
+        assert torch.allclose(effects[("h0", "zero")][:, c], expected, atol=1e-6)

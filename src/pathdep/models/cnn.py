@@ -152,7 +152,7 @@ class CNN:
         act = ACTIVATIONS[self.activation]
         for i, (s, p) in enumerate(zip(self.strides, self.paddings)):
             h = act(conv_population(h, params[f"conv{i}.weight"], params[f"conv{i}.bias"], s, p))
-            hook(f"h{i}", h.movedim(-1, 2))  # (R, B, C, *S_out)
+            h = hook(f"h{i}", h.movedim(-1, 2)).movedim(2, -1)  # hooked as (R, B, C, *S_out)
         feats = h.movedim(-1, 2).reshape(r, bsz, -1)  # (R, B, C*prod(S_out)), channel-major like flatten
         w = params["head.weight"].flatten(2)  # (R, n_out, C*prod(S_out))
         logits = torch.baddbmm(params["head.bias"].unsqueeze(1), feats, w.transpose(1, 2))  # (R, B, n_out)
