@@ -156,7 +156,9 @@ def test_head_mask_zero_equals_removing_the_heads_output_weights():
     q["blocks.0.attn.W_O"][1] = 0
     torch.testing.assert_close(m.apply(p, x, head_mask=mask), m.apply(q, x))
     assert torch.equal(m.apply(p, x, head_mask=torch.ones(2, 4)), m.apply(p, x))
-    assert m.components() == [("blocks.0.attn", 4), ("blocks.1.attn", 4)]
+    heads = [("blocks.0.attn.hook_z", 4, 2), ("blocks.1.attn.hook_z", 4, 2)]
+    mlps = [(f"blocks.{l}.mlp.hook_post", m.d_mlp, 2) for l in range(2)] if m.d_mlp else []
+    assert m.components() == heads + mlps
     with pytest.raises(PathdepError, match="head_mask"):
         m.apply(p, x, head_mask=torch.ones(4, 2))
 

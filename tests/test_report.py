@@ -39,12 +39,12 @@ PLAIN = {k: v for k, v in SPEC.items() if k not in ("variants", "forks")} | {"na
 
 @pytest.fixture(scope="module")
 def measured(tmp_path_factory):
-    from pathdep.measure import measure_study
+    from pathdep.measure import MeasureOptions, measure_study
 
     store = tmp_path_factory.mktemp("store")
     study = Study.from_dict(SPEC, store=store)
     study.run()
-    measure_study(study, n_alpha=5)
+    measure_study(study, options=MeasureOptions(n_alpha=5))
     return study
 
 
@@ -74,7 +74,7 @@ def test_every_finding_is_filled_and_rerendering_reads_only(measured, tmp_path):
 
 @pytest.mark.slow
 def test_questions_without_inputs_are_marked_not_measured(tmp_path):
-    from pathdep.measure import measure_study
+    from pathdep.measure import MeasureOptions, measure_study
 
     study = Study.from_dict(PLAIN, store=tmp_path / "store")
     study.run()

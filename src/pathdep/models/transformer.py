@@ -145,9 +145,12 @@ class Transformer:
                 axes[f"blocks.{l}.mlp"] = ((f"{mlp}.W_in", 1), (f"{mlp}.b_in", 0), (f"{mlp}.W_out", 0))
         return PermutationSpec(axes)
 
-    def components(self) -> list[tuple[str, int]]:
-        """Ablatable units: one ``(attention layer name, n_heads)`` per layer; see ``head_mask``."""
-        return [(f"blocks.{l}.attn", self.n_heads) for l in range(self.n_layers)]
+    def components(self) -> list[tuple[str, int, int]]:
+        """Ablatable units as ``(hook, n_units, unit axis without the run axis)``: the heads of each
+        layer (axis 2 of ``hook_z`` (B, T, H, d_head)) and, with an MLP, its hidden units."""
+        heads = [(f"blocks.{l}.attn.hook_z", self.n_heads, 2) for l in range(self.n_layers)]
+        mlps = [(f"blocks.{l}.mlp.hook_post", self.d_mlp, 2) for l in range(self.n_layers)] if self.d_mlp else []
+        return heads + mlps
 
     # --- parameters -------------------------------------------------------------------------
     def init(self, gen: torch.Generator) -> Params:
