@@ -20,7 +20,7 @@ from pathdep.measure import connectivity as cn
 from pathdep.measure import similarity as sim
 from pathdep.measure.align import apply_permutation, weight_matching
 from pathdep.measure.study import eval_splits, probe_splits
-from pathdep.models.base import Params, capture
+from pathdep.models.base import Params, capture, representation_hooks
 
 #: Process fields that fix what a checkpoint computes and on which data.
 IDENTITY_FIELDS = ("model", "model_args", "task", "task_args")
@@ -105,7 +105,7 @@ def compare(ckpt_a: str | Path, ckpt_b: str | Path, *, n_alpha: int = 21) -> Com
     both = {k: torch.cat([pa[k], pb[k]]) for k in pa}
     cka_rows, beh_rows = [], []
     for probe, split in probe_splits(task).items():
-        with capture(set(model.hook_names)) as acts, torch.no_grad():
+        with capture(set(representation_hooks(model))) as acts, torch.no_grad():
             model.apply(both, split.x.unsqueeze(0).expand(2, *split.x.shape))
         for layer, x in acts.items():
             s = sim.similarity_paired(x[:1], x[1:])

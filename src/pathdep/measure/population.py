@@ -74,13 +74,7 @@ def chunks(n: int, chunk: int) -> Iterator[Tensor]:
 
 def loss_and_correct(task: Task, model: Model, params: Params, split: Split) -> dict[str, Tensor]:
     """Mean loss and accuracy of every member on ``split`` (float64, each (R,)); no margins."""
-    x = split.x.unsqueeze(0).expand(size(params), *split.x.shape)
-    logits = model.apply(params, x)
-    y = split.y.unsqueeze(0).expand(logits.shape[0], -1)
-    return {
-        "loss": task.loss(logits, y).double().mean(1),
-        "correct": (task.predict(logits) == y.long()).double().mean(1),
-    }
+    return task.mean_loss_and_accuracy(model, params, split)
 
 
 @torch.inference_mode()

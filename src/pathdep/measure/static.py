@@ -56,7 +56,7 @@ def hessian_trace(
     n = min(n_examples, len(task.train))
     r = next(iter(params.values())).shape[0]
     x = task.train.x[:n].unsqueeze(0).expand(r, *task.train.x[:n].shape)
-    y = task.train.y[:n].unsqueeze(0).expand(r, n)
+    y = task.train.y[:n].unsqueeze(0).expand(r, *task.train.y[:n].shape)
     p = {k: v.detach().clone().requires_grad_(True) for k, v in params.items()}
     loss = task.train_loss(model, p, x, y).sum()
     grads = torch.autograd.grad(loss, list(p.values()), create_graph=True)

@@ -39,7 +39,7 @@ from pathdep.measure import soups as sp
 from pathdep.measure import static as stc
 from pathdep.measure.align import apply_permutation, weight_matching
 from pathdep.measure.population import take
-from pathdep.models.base import Model, Params, capture
+from pathdep.models.base import Model, Params, capture, representation_hooks
 from pathdep.tasks.base import Split, Task
 
 
@@ -185,7 +185,7 @@ def _rows_at(evs: dict, probe: str, runs: list[str], steps: list[int]) -> dict[s
 
 def _activations(g: Group, params: Params, split: Split) -> dict[str, torch.Tensor]:
     x = split.x.unsqueeze(0).expand(next(iter(params.values())).shape[0], *split.x.shape)
-    with capture(set(g.model.hook_names)) as acts, torch.no_grad():
+    with capture(set(representation_hooks(g.model))) as acts, torch.no_grad():
         g.model.apply(params, x)
     return acts
 

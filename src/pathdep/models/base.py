@@ -123,6 +123,12 @@ class Model(Protocol):
         ...
 
 
+def representation_hooks(model: Model) -> tuple[str, ...]:
+    """The hooks representation similarity reads: the model's ``representation_hooks`` if it
+    declares them (e.g. a transformer's residual stream), else every hook."""
+    return tuple(getattr(model, "representation_hooks", model.hook_names))
+
+
 def stack(runs: list[Params]) -> Params:
     """Stack per-run parameter dicts into a population (new leading run axis)."""
     return {k: torch.stack([p[k] for p in runs]) for k in runs[0]}

@@ -127,6 +127,11 @@ class Transformer:
         return (*names, "ln_final.hook_normalized", "logits")
 
     @property
+    def representation_hooks(self) -> tuple[str, ...]:
+        """The activations representation similarity compares: the residual stream after each block."""
+        return tuple(f"blocks.{l}.hook_resid_post" for l in range(self.n_layers))
+
+    @property
     def permutation_spec(self) -> PermutationSpec:
         shapes = self.param_shapes()
         resid = [("embed.W_E", 1), ("pos_embed.W_pos", 1), ("unembed.W_U", 0)]

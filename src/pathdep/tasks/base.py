@@ -105,6 +105,16 @@ class Task:
             "margin": self.margin(logits, y),
         }
 
+    def mean_loss_and_accuracy(self, model: Model, params: Params, split: Split) -> dict[str, Tensor]:
+        """Mean loss and accuracy of each run on a split, float64 (R,) each; no per-example tensors."""
+        x = split.x.unsqueeze(0).expand(population(params), *split.x.shape)
+        logits = model.apply(params, x)
+        y = split.y.unsqueeze(0).expand(logits.shape[0], *split.y.shape)
+        return {
+            "loss": self.loss(logits, y).double().flatten(1).mean(1),
+            "correct": (self.predict(logits) == y.long()).double().flatten(1).mean(1),
+        }
+
     def properties(self, model: Model, params: Params) -> dict[str, Tensor]:
         """Scalar properties of each run, each (R,): accuracies, losses and task-specific ones."""
         out: dict[str, Tensor] = {}

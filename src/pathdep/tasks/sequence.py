@@ -61,6 +61,11 @@ class SequenceTask(Task):
         out.update(self.extra_properties(model, params))
         return out
 
+    def mean_loss_and_accuracy(self, model: Model, params: Params, split: Split) -> dict[str, Tensor]:
+        """Mean token loss and accuracy of each run, float64 (R,) each (evaluated in chunks)."""
+        ev = self.evaluate(model, params, split)
+        return {"loss": ev["loss"].double().mean(1), "correct": ev["correct"].double().mean(1)}
+
     def loss(self, logits: Tensor, y: Tensor) -> Tensor:
         """Mean token cross-entropy of each sequence: logits (R, B, T, V), y (R, B, T) -> (R, B)."""
         return token_loss(logits, y).mean(-1)
