@@ -38,6 +38,22 @@ def test_reinforce_loss_is_the_regret_and_its_gradient_the_policy_gradient():
     torch.testing.assert_close(grad.sum(1)[0], expected, atol=0.004, rtol=0)
 
 
+def test_without_tapes_the_training_loss_is_the_exact_expected_regret():
+    from pathdep.models import MLP
+
+    task = build(BanditArgs(n_train=64))
+    model = MLP(d_in=11, hidden=(1, 8), d_out=2, activations=("identity", "relu"))
+    params = model.init_population([0, 1])
+    x, y = task.train.x.expand(2, 64, 11), task.train.y.expand(2, 64)
+    pi_goal = model.apply(params, x).softmax(-1).gather(-1, y.unsqueeze(-1)).squeeze(-1)  # (R, B)
+    torch.testing.assert_close(task.train_loss(model, params, x, y), 1 - pi_goal.mean(1))
+    # with tapes: the sampled regret of the Gumbel-max actions
+    xt, yt = task.batch(torch.arange(64).expand(2, 64))
+    logits = model.apply(params, xt[..., :11])
+    action = (logits - torch.log(-torch.log(xt[..., 11:]))).argmax(-1)
+    torch.testing.assert_close(task.train_loss(model, params, xt, yt), 1 - (action == yt).float().mean(1))
+
+
 @pytest.mark.slow
 def test_seeds_split_between_the_goal_and_the_proxy(tmp_path):
     study = Study.from_dict(

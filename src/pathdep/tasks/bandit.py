@@ -12,7 +12,8 @@ Every training episode carries its own fixed random tape (``train.extra["u"]``, 
 door); the action is sampled by Gumbel-max from it, so the loss is a pure function of the
 parameters and the episodes the run's data-order stream picks. The loss is the REINFORCE surrogate
 -(r - b) log pi(a) with the baseline b = pi(goal) (the expected reward), shifted by a constant so
-that its value is the regret 1 - mean reward while its gradient is the policy gradient.
+that its value is the regret 1 - mean reward while its gradient is the policy gradient. Given
+episodes without tapes (as measurements pass them), the loss is the exact expected regret.
 """
 
 from __future__ import annotations
@@ -72,9 +73,16 @@ class TwoDoorBandit(Task):
         return torch.cat([self.train.x[idx], self.train.extra["u"][idx]], dim=-1), self.train.y[idx]
 
     def train_loss(self, model: Model, params: Params, x: Tensor, y: Tensor) -> Tensor:
-        """Per-run mean REINFORCE loss (R,) over the batch's episodes."""
+        """Per-run mean loss (R,) over a batch of episodes.
+
+        With tapes (x (R, B, d + 2), as :meth:`batch` gives them) it is the sampled REINFORCE loss;
+        without (x (R, B, d), raw episodes as measurements pass them) it is the exact expected
+        regret 1 - pi(goal), whose gradient the REINFORCE loss estimates without bias.
+        """
         d = self.in_shape[0]
         logits = model.apply(params, x[..., :d])  # (R, B, 2)
+        if x.shape[-1] == d:
+            return 1.0 - logits.softmax(-1).gather(-1, y.long().unsqueeze(-1)).squeeze(-1).mean(1)
         return reinforce_loss(logits, y, x[..., d:]).mean(1)
 
     def extra_properties(self, model: Model, params: Params) -> dict[str, Tensor]:
