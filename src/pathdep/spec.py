@@ -196,6 +196,15 @@ class ForkSpec(_Strict):
         return self
 
 
+class MeasureSpec(_Strict):
+    """How ``pathdep measure`` (and the demo) measure the study by default; training ignores it."""
+
+    n_alpha: int = Field(21, ge=2, description="interpolation points per pair, ends included")
+    steps: tuple[int, ...] | None = Field(None, description="checkpoint steps of the per-step tables (default all)")
+    max_cohort: int | None = Field(32, ge=2, description="runs per cohort in barriers and soups")
+    max_examples: int | None = Field(None, ge=1, description="examples per split in barriers and ablations")
+
+
 class StudySpec(_Strict):
     """A whole study: one process, its seeds, variants and forks."""
 
@@ -205,10 +214,12 @@ class StudySpec(_Strict):
     seeds: SeedsSpec = SeedsSpec()
     variants: list[VariantSpec] = Field(default_factory=list)
     forks: list[ForkSpec] = Field(default_factory=list)
+    measure: MeasureSpec = MeasureSpec()
 
     def spec_hash(self) -> str:
-        """Content hash of the spec, leaving default-valued fields out (adding a field keeps old names)."""
-        return content_hash(self.model_dump(mode="json", exclude_defaults=True))
+        """Content hash of what training depends on, leaving default-valued fields out (adding a
+        field keeps old hashes valid) and the ``measure`` section out (it changes no checkpoint)."""
+        return content_hash(self.model_dump(mode="json", exclude_defaults=True, exclude={"measure", "description"}))
 
 
 # ---------------------------------------------------------------------------------------------

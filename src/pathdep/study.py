@@ -133,7 +133,8 @@ class Study:
                     f"Store {str(self.store)!r} already holds a study {self.name!r} made from a different spec "
                     f"(hash {old['spec_hash']} vs {digest}); nothing was changed. Rename the study or use another --store."
                 )
-            return
+            if old["spec"] == self.spec.model_dump(mode="json"):
+                return  # (a changed [measure] section or description is recorded below)
         st.write_json(meta, {"name": self.name, "spec_hash": digest, "spec": self.spec.model_dump(mode="json")})
         if self.source is not None:
             st.write_atomic(self.root / "spec.toml", self.source.encode())

@@ -39,17 +39,31 @@ def measure(
     study: Annotated[str, typer.Argument(help="study name in the store (or its spec TOML)")],
     store: Annotated[Path, typer.Option("--store", "-s", help="store directory")] = DEFAULT_STORE,
     only: Annotated[list[str] | None, typer.Option("--only", help="a table to compute (repeatable); default all")] = None,
-    n_alpha: Annotated[int, typer.Option(help="interpolation points per pair, ends included")] = 21,
+    n_alpha: Annotated[int | None, typer.Option(help="interpolation points per pair, ends included")] = None,
     step: Annotated[list[int] | None, typer.Option("--step", help="a checkpoint step to measure (repeatable); default all")] = None,
-    max_cohort: Annotated[int, typer.Option(help="runs per cohort in barriers and soups (0: all)")] = 32,
-    max_examples: Annotated[int, typer.Option(help="examples per split for barriers and importance (0: all)")] = 0,
+    max_cohort: Annotated[int | None, typer.Option(help="runs per cohort in barriers and soups (0: all)")] = None,
+    max_examples: Annotated[int | None, typer.Option(help="examples per split for barriers and importance (0: all)")] = None,
 ) -> None:
-    """Measure the finished runs of STUDY and write its tables (behaviour, CKA, barriers, soups, ...)."""
-    from pathdep.measure import MeasureOptions, measure_study
+    """Measure the finished runs of STUDY and write its tables (behaviour, CKA, barriers, soups, ...).
+
+    Options left out come from the spec's [measure] section (or the defaults: 21 points, every
+    step, 32 runs per cohort, every example).
+    """
+    import dataclasses
+
+    from pathdep.measure import measure_study
+    from pathdep.measure.study import options_of
 
     s = _open(study, store)
-    opts = MeasureOptions(n_alpha=n_alpha, steps=tuple(step) if step else None,
-                          max_cohort=max_cohort or None, max_examples=max_examples or None)
+    opts = options_of(s)
+    if n_alpha is not None:
+        opts = dataclasses.replace(opts, n_alpha=n_alpha)
+    if step:
+        opts = dataclasses.replace(opts, steps=tuple(step))
+    if max_cohort is not None:
+        opts = dataclasses.replace(opts, max_cohort=max_cohort or None)
+    if max_examples is not None:
+        opts = dataclasses.replace(opts, max_examples=max_examples or None)
     with progress_bars(console) as bar:
         tables = measure_study(s, which=only or None, options=opts, progress=bar)
     summary = pd.DataFrame({"table": list(tables), "rows": [len(df) for df in tables.values()]})

@@ -355,20 +355,30 @@ TABLES = tuple(BUILDERS)
 # --- entry point ---------------------------------------------------------------------------------
 
 
+def options_of(study) -> MeasureOptions:
+    """The study spec's ``[measure]`` section as options (defaults for studies without one)."""
+    section = getattr(getattr(study, "spec", None), "measure", None)
+    if section is None or not hasattr(section, "model_dump"):
+        return MeasureOptions()
+    return MeasureOptions(**section.model_dump())
+
+
 def measure_study(
     study,
     *,
     which: Iterable[str] | None = None,
     runs: Iterable[str] | None = None,
-    options: MeasureOptions = MeasureOptions(),
+    options: MeasureOptions | None = None,
     progress: Progress | None = None,
 ) -> dict[str, pd.DataFrame]:
     """Compute the measurement tables of ``study`` and write them with ``study.write_table``.
 
     ``which`` picks tables (default: all of :data:`TABLES`); ``runs`` restricts the runs (default:
     every finished run); ``options`` (:class:`MeasureOptions`) sets interpolation points, steps,
-    cohort size and examples. Returns the tables written.
+    cohort size and examples (default: the study spec's ``[measure]`` section). Returns the tables written.
     """
+    if options is None:
+        options = options_of(study)
     which = list(TABLES if which is None else which)
     unknown = [w for w in which if w not in TABLES]
     if unknown:
