@@ -1,7 +1,7 @@
 """Analyses: one module per question of the path-dependence profile, each a Finding of stored tables.
 
 >>> sorted(ANALYSES)
-['A', 'B', 'C', 'D', 'E', 'F', 'G', 'H', 'LMC', 'T']
+['A', 'B', 'C', 'D', 'E', 'F', 'G', 'H', 'LMC', 'T', 'TOK']
 
 :func:`profile` answers every question of one study; :func:`analyse_gf` takes several profiles.
 Analyses only read the study's tables (and training logs); they never train or measure.
@@ -25,10 +25,11 @@ from pathdep.analyses.gf import analyse_gf
 from pathdep.analyses.h import analyse_h
 from pathdep.analyses.lmc import analyse_lmc
 from pathdep.analyses.t import analyse_t
+from pathdep.analyses.tok import analyse_tok
 
 ANALYSES: dict[str, Callable[[Any], Finding]] = {
     "A": analyse_a, "B": analyse_b, "C": analyse_c, "D": analyse_d, "E": analyse_e, "F": analyse_f,
-    "G": analyse_g, "H": analyse_h, "T": analyse_t, "LMC": analyse_lmc,
+    "G": analyse_g, "H": analyse_h, "T": analyse_t, "LMC": analyse_lmc, "TOK": analyse_tok,
 }
 
 

@@ -32,6 +32,7 @@ QUESTIONS: dict[str, str] = {
     "T": "Consistency over time vs consistency between runs",
     "LMC": "Linear mode connectivity, instability analysis, model soups",
     "GF": "A general factor across studies",
+    "TOK": "Which tokens do runs learn alike, and when? (language models)",
 }
 
 PlotFn = Callable[[Any], None]  # draws on a matplotlib Axes

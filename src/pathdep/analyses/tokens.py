@@ -200,4 +200,5 @@ def plot_curve_shapes(ax, steps: Sequence[int], losses: Tensor, shapes: dict[str
         for j, tok in enumerate(chosen.tolist()):
             ax.plot(x, losses[:, tok].numpy(), c=colour, lw=0.8, alpha=0.8, label=KINDS[kind] if j == 0 else None)
     ax.set(xscale="log", xlabel="step", ylabel="token loss (nats)", title="sharp vs smooth token curves")
-    ax.legend(frameon=False)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(frameon=False)
