@@ -118,7 +118,9 @@ class ProcessSpec(_Strict):
     batch_size: int = Field(..., gt=0, description="examples per step (capped at the train set size)")
     checkpoints: CheckpointSpec = CheckpointSpec()
     intervention: InterventionSpec | None = None
-    init_from: str | None = Field(None, description="safetensors checkpoint whose matching params replace the init")
+    init_from: str | None = Field(
+        None, description="checkpoint whose params (same names and shapes) replace the init: a .safetensors "
+        "path, or STUDY/RUN@STEP for a run of another study in the same store")
 
     @field_validator("task")
     @classmethod

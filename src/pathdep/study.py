@@ -12,6 +12,7 @@ from __future__ import annotations
 
 
 import logging
+import re
 from collections.abc import Callable
 from concurrent.futures import Executor, as_completed
 from itertools import groupby
@@ -156,7 +157,7 @@ class Study:
             task, model = build_process(r.process)
             state = fresh_state(model, r.init_seed)
             if r.process.init_from:
-                state.params = _load_init(state.params, r.process.init_from)
+                state.params = _load_init(state.params, resolve_checkpoint(self.store, r.process.init_from))
             return state
         params, optim, loss_log = st.decode_checkpoint(self._files(r.parent).read(r.fork_step))
         if r.toward is not None and r.lam:
@@ -298,9 +299,22 @@ def _record(r: RunPlan) -> dict[str, Any]:
     }
 
 
-def _load_init(params: dict[str, Tensor], path: str) -> dict[str, Tensor]:
+def resolve_checkpoint(store: Path, ref: str) -> Path:
+    """A checkpoint file from a path, or from ``STUDY/RUN@STEP`` naming a run of a study in ``store``.
+
+    >>> resolve_checkpoint(Path("s"), "char_lm/base-i0-d0@1200")
+    PosixPath('s/char_lm/runs/base-i0-d0/step_001200.safetensors')
+    """
+    m = re.fullmatch(r"([^/@]+)/([^/@]+)@(\d+)", ref)
+    if m is None:
+        return Path(ref)
+    study, run, step = m.groups()
+    return st.run_dir(store, study, run) / st.checkpoint_name(int(step))
+
+
+def _load_init(params: dict[str, Tensor], path: Path) -> dict[str, Tensor]:
     """Replace params present in a checkpoint (same name and shape); the rest keep their init."""
-    ckpt, _ = st.read_checkpoint(path)
+    ckpt, _ = st.read_checkpoint(path)  # verified against its run's manifest
     out = dict(params)
     for k, v in ckpt.items():
         if k in out:
