@@ -98,12 +98,13 @@ def _soup_gains(data: StudyData) -> dict[str, float]:
 @analysis("LMC")
 def analyse_lmc(data: StudyData) -> Finding:
     """Barrier matrices, their clusters, instability vs fork step, soup gains."""
-    runs = data.reference
     bar = data.need("barriers")
     bar = bar[(bar["step"] == data.final_step) & (bar["split"] == "test")]
     raw_t, aligned_t = bar[~bar["aligned"].astype(bool)], bar[bar["aligned"].astype(bool)]
+    paired = set(raw_t["run_a"]) | set(raw_t["run_b"])
+    runs = [r for r in data.reference if r in paired]  # barriers may be measured on a cohort's first runs only
     raw = barrier_matrix(raw_t, runs, "error_barrier")
-    if np.isnan(raw).all():
+    if len(runs) < 2 or np.isnan(raw).all():
         raise NotMeasured("no test-split barriers between the population's final runs")
     ci, _ = stats.bootstrap(lambda i: off_diagonal_mean(raw, i), len(runs), data.rng(0x1C))
     value = off_diagonal_mean(raw)
@@ -132,7 +133,7 @@ def analyse_lmc(data: StudyData) -> Finding:
         k = inst["stable_from_step"]
         verdict += (f"; children forked from step {k:g} on stay connected" if np.isfinite(k)
                     else "; forked children never stay connected (error barrier > 2%)")
-    gain = details.get("greedy_gain[all]")
+    gain = details.get("greedy_gain[base]", details.get("greedy_gain[all]"))
     if gain is not None:
         verdict += f"; greedy soup vs best member: {gain:+.3f} test accuracy"
     order = np.argsort(cl.labels, kind="stable") if complete.all() else np.arange(len(runs))
