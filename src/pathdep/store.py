@@ -208,6 +208,49 @@ def read_table(store: Path, study: str, name: str) -> pd.DataFrame:
     return pd.read_parquet(path)
 
 
+# --- reading a study -------------------------------------------------------------------------
+
+
+class StoredStudy:
+    """Reading a study's checkpoints and tables: shared by trained, imported and recorded studies.
+
+    Subclasses provide ``store``, ``name`` and ``_files(run)`` (which names a missing run clearly).
+    """
+
+    store: Path
+    name: str
+
+    def _files(self, run: str) -> RunFiles:
+        raise NotImplementedError
+
+    @property
+    def root(self) -> Path:
+        return study_dir(self.store, self.name)
+
+    def steps(self, run: str) -> list[int]:
+        """Complete checkpoint steps of ``run``, ascending."""
+        return self._files(run).steps()
+
+    def load(self, run: str, step: int) -> dict[str, Tensor]:
+        """One run's parameters at ``step`` (no run axis), verified against the manifest."""
+        params, _, _ = decode_checkpoint(self._files(run).read(step))
+        return params
+
+    def load_population(self, runs: list[str], step: int) -> dict[str, Tensor]:
+        """Several runs' parameters at ``step``, stacked in the given order: each (R, ...)."""
+        per_run = [self.load(r, step) for r in runs]
+        return {k: torch.stack([p[k] for p in per_run]) for k in per_run[0]}
+
+    def write_table(self, name: str, df: pd.DataFrame) -> Path:
+        return write_table(self.store, self.name, name, df)
+
+    def read_table(self, name: str) -> pd.DataFrame:
+        return read_table(self.store, self.name, name)
+
+    def has_table(self, name: str) -> bool:
+        return (tables_dir(self.store, self.name) / f"{name}.parquet").is_file()
+
+
 # --- locking ---------------------------------------------------------------------------------
 
 

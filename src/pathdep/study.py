@@ -25,7 +25,7 @@ from torch import Tensor
 
 from pathdep import store as st
 from pathdep.errors import SpecError, StoreError
-from pathdep.models.base import Model, Params
+from pathdep.models.base import Model
 from pathdep.spec import RunPlan, StudySpec, build_process, load_toml, parse_spec, plan_runs
 from pathdep.tasks.base import Task
 from pathdep.train.engine import RunState, fresh_state, train_population
@@ -36,7 +36,7 @@ DEFAULT_STORE = Path("pathdep-store")
 Progress = Callable[[str, int, int], None]  # (label, done, total)
 
 
-class Study:
+class Study(st.StoredStudy):
     """The runs of one spec in one store. Construct with :meth:`from_toml`, :meth:`from_dict` or :meth:`open`."""
 
     def __init__(self, spec: StudySpec, store: str | Path | None = None, source: str | None = None) -> None:
@@ -74,10 +74,6 @@ class Study:
     @property
     def name(self) -> str:
         return self.spec.name
-
-    @property
-    def root(self) -> Path:
-        return st.study_dir(self.store, self.name)
 
     def _check_interventions(self) -> None:
         for r in self.plan:
@@ -141,6 +137,7 @@ class Study:
             st.write_atomic(self.root / "spec.toml", self.source.encode())
 
     def _files(self, run: str) -> st.RunFiles:
+        self._plan_of(run)
         return st.RunFiles(st.run_dir(self.store, self.name, run))
 
     def _resume_state(self, r: RunPlan) -> RunState | None:
@@ -206,21 +203,6 @@ class Study:
         """One row per planned run."""
         return pd.DataFrame([_record(r) | {"process": None} for r in self.plan]).drop(columns="process")
 
-    def steps(self, run: str) -> list[int]:
-        self._plan_of(run)
-        return self._files(run).steps()
-
-    def load(self, run: str, step: int) -> Params:
-        """One run's parameters at ``step`` (no run axis), verified against the manifest."""
-        self._plan_of(run)
-        params, _, _ = st.decode_checkpoint(self._files(run).read(step))
-        return params
-
-    def load_population(self, runs: list[str], step: int) -> Params:
-        """Several runs' parameters at ``step``, stacked in the given order: each (R, ...)."""
-        per_run = [self.load(r, step) for r in runs]
-        return {k: torch.stack([p[k] for p in per_run]) for k in per_run[0]}
-
     def train_log(self, run: str) -> pd.DataFrame:
         """The training loss at every step (of the latest checkpoint)."""
         steps = self.steps(run)
@@ -247,16 +229,6 @@ class Study:
         if run not in self._by_name:
             raise StoreError(f"Study {self.name!r} has no run {run!r}; runs are named like {self.plan[0].name!r}.")
         return self._by_name[run]
-
-    # --- tables -----------------------------------------------------------------------------
-    def write_table(self, name: str, df: pd.DataFrame) -> Path:
-        return st.write_table(self.store, self.name, name, df)
-
-    def read_table(self, name: str) -> pd.DataFrame:
-        return st.read_table(self.store, self.name, name)
-
-    def has_table(self, name: str) -> bool:
-        return (st.tables_dir(self.store, self.name) / f"{name}.parquet").is_file()
 
     def summary(self) -> pd.DataFrame:
         """Final properties of every finished run: one row per run, one column per property."""

@@ -172,7 +172,7 @@ def _natural(name: str) -> list[Any]:
     return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", name)]
 
 
-class ExternalStudy:
+class ExternalStudy(st.StoredStudy):
     """An imported or recorded study in a store; the reading API of :class:`pathdep.Study`."""
 
     def __init__(self, store: str | Path, name: str, meta: dict[str, Any]) -> None:
@@ -195,10 +195,6 @@ class ExternalStudy:
     @property
     def name(self) -> str:
         return self._name
-
-    @property
-    def root(self) -> Path:
-        return st.study_dir(self.store, self.name)
 
     @property
     def source(self) -> str:
@@ -234,23 +230,10 @@ class ExternalStudy:
             raise StoreError(f"Study {self.name!r} has no run {run!r}; its runs are {have[:10] or 'none yet'}.")
         return st.RunFiles(st.run_dir(self.store, self.name, run))
 
-    def steps(self, run: str) -> list[int]:
-        return self._files(run).steps()
-
     def final_step(self, run: str) -> int:
         """The last checkpoint of ``run`` (an external run is finished at whatever it has)."""
         steps = self.steps(run)
         return steps[-1] if steps else 0
-
-    def load(self, run: str, step: int) -> Params:
-        """One run's parameters at ``step`` (no run axis), verified against the manifest."""
-        params, _, _ = st.decode_checkpoint(self._files(run).read(step))
-        return params
-
-    def load_population(self, runs: list[str], step: int) -> Params:
-        """Several runs' parameters at ``step``, stacked in the given order: each (R, ...)."""
-        per_run = [self.load(r, step) for r in runs]
-        return {k: torch.stack([p[k] for p in per_run]) for k in per_run[0]}
 
     def train_log(self, run: str) -> pd.DataFrame:
         """Training losses the source reported (columns step, loss; empty for hub suites)."""
@@ -279,16 +262,6 @@ class ExternalStudy:
     def model(self, run: str | None = None) -> Model:
         """The model every run of the study shares (one object, so runs group together)."""
         return self._model
-
-    # --- tables -----------------------------------------------------------------------------------
-    def write_table(self, name: str, df: pd.DataFrame) -> Path:
-        return st.write_table(self.store, self.name, name, df)
-
-    def read_table(self, name: str) -> pd.DataFrame:
-        return st.read_table(self.store, self.name, name)
-
-    def has_table(self, name: str) -> bool:
-        return (st.tables_dir(self.store, self.name) / f"{name}.parquet").is_file()
 
 
 def save_tokens(root: Path, tokens: Tensor) -> None:
