@@ -54,18 +54,20 @@ def print_summary(study: Study) -> None:
         return
     prop = study.task.solution_property
     table = Table(title=f"{study.name}: final {prop} (the solution type) per variant")
-    for col in ("variant or fork", "runs", "test acc", "mean", "0 → 1", "<.2|mid|>.8"):
+    for col in ("variant or fork", "runs", "test acc", "mean", "histogram", "<.2|mid|>.8"):
         table.add_column(col, no_wrap=True)
     for variant, df in summary.groupby("group", sort=False):
         values = df[prop].to_numpy()
-        table.add_row(variant, str(len(df)), f"{df['test_acc'].mean():.3f}", f"{values.mean():.3f}", spark(values),
-                      f"{(values < 0.2).sum()}|{((values >= 0.2) & (values <= 0.8)).sum()}|{(values > 0.8).sum()}")
+        unit = values.min() >= 0 and values.max() <= 1
+        split = f"{(values < 0.2).sum()}|{((values >= 0.2) & (values <= 0.8)).sum()}|{(values > 0.8).sum()}" if unit else "–"
+        table.add_row(variant, str(len(df)), f"{df['test_acc'].mean():.3f}", f"{values.mean():.3f}", spark(values), split)
     console.print(table)
 
 
 def spark(values: np.ndarray, bins: int = 10) -> str:
-    """A one-line histogram of values in [0, 1] (a count per tenth)."""
-    counts, _ = np.histogram(np.clip(values, 0, 1), bins=bins, range=(0, 1))
+    """A one-line histogram: a count per tenth of [0, 1], or of the values' range when they leave it."""
+    lo, hi = (0.0, 1.0) if values.min() >= 0 and values.max() <= 1 else (float(values.min()), float(values.max()))
+    counts, _ = np.histogram(values, bins=bins, range=(lo, hi if hi > lo else lo + 1))
     ticks = " ▁▂▃▄▅▆▇█"
     top = max(counts.max(), 1)
     return "".join(ticks[int(np.ceil(c / top * 8))] for c in counts)
