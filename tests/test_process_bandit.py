@@ -82,15 +82,3 @@ def test_seeds_split_between_the_goal_and_the_proxy(tmp_path):
     goal = end["goal_rate"]
     assert (goal > 0.8).sum() >= 3 and (goal < 0.2).sum() >= 3  # both solution types occur
     torch.testing.assert_close(goal + end["proxy_rate"], torch.ones(16))  # two doors: one or the other
-
-
-@pytest.mark.parametrize("name", ["bandit"])
-def test_example_spec_plans_and_builds(name, tmp_path):
-    from pathlib import Path
-
-    study = Study.from_toml(Path(__file__).parents[1] / "examples" / f"{name}.toml", store=tmp_path)
-    assert study.name == name and len(study.plan) >= 4
-    model = study.model(study.plan[0].name)
-    params = model.init_population([0, 1])
-    x = study.task.test.x[:3].expand(2, *study.task.test.x[:3].shape)
-    assert model.apply(params, x).shape == (2, 3, study.task.n_outputs)

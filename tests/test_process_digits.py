@@ -35,15 +35,3 @@ def test_a_tiny_population_learns_digits(tmp_path, model, model_args, image):
         end = study.task.properties(study.model(), study.load_population(runs, 200))
     assert (end["test_acc"] > 0.85).all()  # chance is 0.1
     assert (end["noisy_acc"] < end["test_acc"]).all()
-
-
-@pytest.mark.parametrize("name", ["digits_mlp", "digits_cnn"])
-def test_example_spec_plans_and_builds(name, tmp_path):
-    from pathlib import Path
-
-    study = Study.from_toml(Path(__file__).parents[1] / "examples" / f"{name}.toml", store=tmp_path)
-    assert study.name == name and len(study.plan) >= 4
-    model = study.model(study.plan[0].name)
-    params = model.init_population([0, 1])
-    x = study.task.test.x[:3].expand(2, *study.task.test.x[:3].shape)
-    assert model.apply(params, x).shape == (2, 3, study.task.n_outputs)

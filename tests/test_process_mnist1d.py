@@ -60,16 +60,3 @@ def test_a_tiny_run_learns_and_the_probes_are_harder(tmp_path, model, model_args
     assert (end["train_loss"] < 0.6 * start["train_loss"]).all()
     assert (end["test_acc"] > 0.35).all()  # chance is 0.1
     assert (end["noisy_acc"] < end["test_acc"]).all() and (end["shifted_acc"] < end["test_acc"]).all()
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("name", ["mnist1d_mlp", "mnist1d_cnn", "mnist1d_width_sweep"])
-def test_example_spec_plans_and_builds(name, tmp_path):
-    from pathlib import Path
-
-    study = Study.from_toml(Path(__file__).parents[1] / "examples" / f"{name}.toml", store=tmp_path)
-    assert study.name == name and len(study.plan) >= 4
-    model = study.model(study.plan[0].name)
-    params = model.init_population([0, 1])
-    x = study.task.test.x[:3].expand(2, *study.task.test.x[:3].shape)
-    assert model.apply(params, x).shape == (2, 3, study.task.n_outputs)

@@ -125,15 +125,3 @@ def test_a_tiny_run_memorises_then_generalises(tmp_path):
     assert (end["fourier_eff_freqs"] < mid["fourier_eff_freqs"]).all()  # the embedding concentrates
     shares = torch.stack([end[f"freq_power/{k}"] for k in range(1, 12)], dim=1)
     torch.testing.assert_close(shares.sum(1), torch.ones(2))
-
-
-@pytest.mark.parametrize("name", ["modular_addition"])
-def test_example_spec_plans_and_builds(name, tmp_path):
-    from pathlib import Path
-
-    study = Study.from_toml(Path(__file__).parents[1] / "examples" / f"{name}.toml", store=tmp_path)
-    assert study.name == name and len(study.plan) >= 4
-    model = study.model(study.plan[0].name)
-    params = model.init_population([0, 1])
-    x = study.task.test.x[:3].expand(2, *study.task.test.x[:3].shape)
-    assert model.apply(params, x).shape == (2, 3, study.task.n_outputs)
