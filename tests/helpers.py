@@ -22,6 +22,17 @@ TINY = {
 }
 
 
+SEQ = {
+    "name": "seq",
+    "process": {
+        "task": "induction", "task_args": {"n_train": 64, "n_test": 16},
+        "model": "transformer", "model_args": {"n_layers": 1, "d_model": 16, "n_heads": 2},
+        "steps": 20, "batch_size": 8, "checkpoints": {"every": 5},
+    },
+    "seeds": {"init": 3},
+}
+
+
 def tiny(**changes) -> dict:
     """A copy of TINY with dotted changes, e.g. tiny(**{"process.steps": 10})."""
     spec = copy.deepcopy(TINY)

@@ -7,17 +7,8 @@ from pathdep import Study
 from pathdep.analyses import profile
 from pathdep.analyses.tok import mean_pair_spearman
 from pathdep.measure import measure_study
-from tests.helpers import tiny
+from tests.helpers import SEQ, tiny
 
-SEQ = {
-    "name": "seq",
-    "process": {
-        "task": "induction", "task_args": {"n_train": 64, "n_test": 16},
-        "model": "transformer", "model_args": {"n_layers": 1, "d_model": 16, "n_heads": 2},
-        "steps": 20, "batch_size": 8, "checkpoints": {"every": 5},
-    },
-    "seeds": {"init": 3},
-}
 
 
 def test_mean_pair_spearman_against_its_definition():

@@ -4,21 +4,13 @@ import pytest
 
 from pathdep import Study
 from pathdep.measure import MeasureOptions, measure_study
+from tests.helpers import SEQ
 
-SPEC = {
-    "name": "seq",
-    "process": {
-        "task": "induction", "task_args": {"n_train": 64, "n_test": 16},
-        "model": "transformer", "model_args": {"n_layers": 1, "d_model": 16, "n_heads": 2},
-        "steps": 6, "batch_size": 8, "checkpoints": {"every": 3},
-    },
-    "seeds": {"init": 3},
-}
 
 
 @pytest.mark.slow
 def test_all_tables_on_a_transformer_sequence_study(tmp_path):
-    study = Study.from_dict(SPEC, store=tmp_path)
+    study = Study.from_dict(SEQ, store=tmp_path)
     study.run()
     tables = measure_study(study, options=MeasureOptions(n_alpha=3, max_examples=8))
     bars = tables["barriers"]

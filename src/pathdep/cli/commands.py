@@ -13,12 +13,12 @@ from rich.console import Console
 from rich.table import Table
 
 from pathdep.cli import app
+from pathdep.cli.common import StoreOpt
 from pathdep.cli.progress import progress_bars
 from pathdep.study import DEFAULT_STORE, Study
 from pathdep import store as st
 
 console = Console()
-StoreOpt = Annotated[Path, typer.Option("--store", "-s", help="store directory")]
 
 
 def _log_to_console() -> None:

@@ -11,18 +11,11 @@ from rich.console import Console
 from rich.table import Table
 
 from pathdep.cli import app
+from pathdep.cli.common import StoreOpt, StudyArg, open_study
 from pathdep.cli.progress import progress_bars
-from pathdep.study import DEFAULT_STORE, Study
+from pathdep.study import DEFAULT_STORE
 
 console = Console()
-
-
-def _open(study: str, store: Path) -> Study:
-    """A study by name in ``store``, or from a spec file (its runs must be trained already)."""
-    path = Path(study)
-    if path.suffix == ".toml" and path.is_file():
-        return Study.from_toml(path, store)
-    return Study.open(store, study)
 
 
 def _show(df: pd.DataFrame, title: str) -> None:
@@ -36,8 +29,8 @@ def _show(df: pd.DataFrame, title: str) -> None:
 
 @app.command()
 def measure(
-    study: Annotated[str, typer.Argument(help="study name in the store (or its spec TOML)")],
-    store: Annotated[Path, typer.Option("--store", "-s", help="store directory")] = DEFAULT_STORE,
+    study: StudyArg,
+    store: StoreOpt = DEFAULT_STORE,
     only: Annotated[list[str] | None, typer.Option("--only", help="a table to compute (repeatable); default all")] = None,
     n_alpha: Annotated[int | None, typer.Option(help="interpolation points per pair, ends included")] = None,
     step: Annotated[list[int] | None, typer.Option("--step", help="a checkpoint step to measure (repeatable); default all")] = None,
@@ -54,7 +47,7 @@ def measure(
     from pathdep.measure import measure_study
     from pathdep.measure.study import options_of
 
-    s = _open(study, store)
+    s = open_study(study, store)
     opts = options_of(s)
     if n_alpha is not None:
         opts = dataclasses.replace(opts, n_alpha=n_alpha)

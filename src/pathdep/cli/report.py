@@ -9,17 +9,11 @@ import typer
 from rich.console import Console
 
 from pathdep.cli import app
+from pathdep.cli.common import StoreOpt, StudyArg, open_study
 from pathdep.cli.progress import progress_bars
 from pathdep.study import DEFAULT_STORE, Study
 
 console = Console()
-
-
-def _open(study: str, store: Path) -> Study:
-    path = Path(study)
-    if path.suffix == ".toml" and path.is_file():
-        return Study.from_toml(path, store)
-    return Study.open(store, study)
 
 
 def write_report(study: Study, out: Path | None = None) -> Path:
@@ -35,8 +29,8 @@ def write_report(study: Study, out: Path | None = None) -> Path:
 
 @app.command()
 def report(
-    study: Annotated[str, typer.Argument(help="study name in the store (or its spec TOML)")],
-    store: Annotated[Path, typer.Option("--store", "-s", help="store directory")] = DEFAULT_STORE,
+    study: StudyArg,
+    store: StoreOpt = DEFAULT_STORE,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="output directory (default: STUDY/report)")] = None,
 ) -> None:
     """Write STUDY's path-dependence profile: report.html (self-contained), profile.json, and a table.
@@ -44,7 +38,7 @@ def report(
     Reads the stored measurement tables only (run `pathdep measure STUDY` first); questions whose
     measurements are absent are listed as not measured.
     """
-    write_report(_open(study, store), out)
+    write_report(open_study(study, store), out)
 
 
 def finish_demo(study: Study) -> None:

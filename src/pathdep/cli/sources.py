@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from pathdep.cli import app
+from pathdep.cli.common import StoreOpt
 from pathdep.cli.progress import progress_bars
 from pathdep.errors import PathdepError
 from pathdep.study import DEFAULT_STORE
@@ -40,7 +41,7 @@ def import_suite(
     suite: Annotated[str, typer.Argument(help="suite name (see `pathdep suites`)")],
     seeds: Annotated[str, typer.Option("--seeds", help="seeds, e.g. '1,2,3', '1-9' or 'all'")],
     steps: Annotated[str, typer.Option("--steps", help="steps, e.g. '0,1000,143000', '0-2000' or 'all'")],
-    store: Annotated[Path, typer.Option("--store", "-s", help="store directory")] = DEFAULT_STORE,
+    store: StoreOpt = DEFAULT_STORE,
     cache_dir: Annotated[Path | None, typer.Option("--cache-dir", help="hub cache (default: $HF_HUB_CACHE)")] = None,
     study: Annotated[str | None, typer.Option("--study", help="study name (default: the suite name)")] = None,
     offline: Annotated[bool, typer.Option("--offline", help="read only the local hub cache")] = False,
