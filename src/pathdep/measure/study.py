@@ -15,7 +15,7 @@
   variant's runs trained from init, or one fork's children; ``group`` column) at the final step,
   on ``train``, ``test`` and every probe, without and with weight-matching alignment
   (``definition`` column: :data:`~pathdep.measure.connectivity.BARRIER_DEFINITION`);
-- ``soups``: uniform, greedy (selected on ``test``) and best-member soups of each cohort at the
+- ``soups``: uniform, greedy and best-member soups of each cohort at the
   final step (``group`` = cohort name);
 - ``importance``: zero and mean ablation of every hidden unit and layer at every checkpoint;
 - ``static``: weight norm, distance from init, effective ranks and sharpness at every checkpoint.
@@ -269,17 +269,28 @@ def _connectivity(study, g: Group, opts: MeasureOptions) -> tuple[pd.DataFrame, 
     return interp, barriers
 
 
+def halves(split: Split) -> tuple[Split, Split]:
+    """The first and second half of a split: soups are chosen on one and reported on the other."""
+    n = len(split) // 2
+    part = lambda sl: Split(split.x[sl], split.y[sl], {k: v[sl] for k, v in split.extra.items()})  # noqa: E731
+    return part(slice(0, n)), part(slice(n, None))
+
+
 def _soups(study, g: Group, opts: MeasureOptions) -> pd.DataFrame:
+    """Soups chosen on the first half of ``test`` (greedy order, best member); the ``test`` rows
+    are the second half, which no choice has seen."""
     rows = []
+    select, held_out = halves(g.task.test)
+    splits = eval_splits(g.task) | {"test": held_out}
     for group, members in cohorts(study, g, opts.max_cohort).items():
         step = g.final(members[0])
         params = study.load_population(members, step)
-        greedy = sp.greedy_soup(g.task, g.model, params, g.task.test)
+        greedy = sp.greedy_soup(g.task, g.model, params, select)
         best = take(params, torch.tensor([greedy.order[0]]))
         kinds = {"uniform": (sp.uniform_soup(params), len(members)),
                  "greedy": (greedy.params, len(greedy.members)), "best_member": (best, 1)}
         for kind, (soup, n) in kinds.items():
-            for split_name, split in eval_splits(g.task).items():
+            for split_name, split in splits.items():
                 with torch.no_grad():
                     ev = g.task.evaluate(g.model, soup, split)
                 rows.append({"step": step, "group": group, "kind": kind, "split": split_name, "n_ingredients": n,
