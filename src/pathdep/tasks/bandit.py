@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor
 
 from pathdep.models.base import Model, Params
+from pathdep.tasks import features
 from pathdep.tasks.base import Split, Task
 
 
@@ -37,18 +38,13 @@ class BanditArgs(BaseModel):
 
 
 def sample_episodes(n: int, d: int, margin: float, proxy_at_goal: bool, gen: torch.Generator) -> Split:
-    """Contexts (n, d), goal door y (n,) and, in ``extra``, the proxy's door and the action tape (n, 2)."""
-    y = torch.randint(0, 2, (n,), generator=gen)
-    s = 2.0 * y - 1
-    u = lambda lo, hi: torch.empty(n).uniform_(lo, hi, generator=gen)  # noqa: E731
-    x = torch.randn(n, d, generator=gen)
-    x[:, 0] = s * u(margin - 0.04, margin + 0.04)
-    sign = torch.randint(0, 2, (n,), generator=gen) * 2.0 - 1
-    s_proxy = s if proxy_at_goal else -s
-    x[:, 1] = sign * u(0.9, 1.1)
-    x[:, 2] = sign * s_proxy * u(0.9, 1.1)
+    """Contexts (n, d), goal door y (n,) and, in ``extra``, the proxy's door and the action tape (n, 2).
+
+    The contexts are the two-features task's inputs: the goal is the linear cue, the proxy the XOR cue.
+    """
+    cues = features.sample(n, d, margin, not proxy_at_goal, gen)
     tape = torch.rand(n, 2, generator=gen).clamp(1e-6, 1 - 1e-6)  # uniform noise per door
-    return Split(x, y, {"proxy_door": ((s_proxy + 1) / 2).long(), "u": tape})
+    return Split(cues.x, cues.y, {"proxy_door": cues.extra["y_feature2"], "u": tape})
 
 
 def reinforce_loss(logits: Tensor, goal: Tensor, u: Tensor) -> Tensor:

@@ -29,7 +29,8 @@ class TwoFeaturesArgs(BaseModel):
     seed: int = Field(0, description="seed of the data itself (not of any run)")
 
 
-def _sample(n: int, d: int, margin: float, flip_xor: bool, gen: torch.Generator) -> Split:
+def sample(n: int, d: int, margin: float, flip_xor: bool, gen: torch.Generator) -> Split:
+    """Inputs (n, d), feature 1's label y (n,) and, in ``extra``, feature 2's label ``y_feature2``."""
     y = torch.randint(0, 2, (n,), generator=gen)
     s = 2.0 * y - 1
     u = lambda lo, hi: torch.empty(n).uniform_(lo, hi, generator=gen)  # noqa: E731
@@ -74,9 +75,9 @@ class TwoFeatures(Task):
 
 def build(args: TwoFeaturesArgs) -> TwoFeatures:
     gen = torch.Generator().manual_seed(args.seed)
-    train = _sample(args.n_train, args.d, args.margin, False, gen)
-    test = _sample(args.n_test, args.d, args.margin, False, gen)
-    ood = _sample(args.n_probe, args.d, args.margin, True, gen)
+    train = sample(args.n_train, args.d, args.margin, False, gen)
+    test = sample(args.n_test, args.d, args.margin, False, gen)
+    ood = sample(args.n_probe, args.d, args.margin, True, gen)
     return TwoFeatures(
         name="two_features",
         train=Split(train.x, train.y.float()),
