@@ -276,6 +276,15 @@ def locked(study_root: Path) -> Iterator[None]:
         os.close(fd)
 
 
+def read_study_meta(store: Path, name: str) -> dict[str, Any]:
+    """The ``study.json`` of a study in ``store``; a clear error listing the studies there if absent."""
+    path = study_dir(Path(store), name) / "study.json"
+    if not path.is_file():
+        have = list_studies(Path(store))
+        raise StoreError(f"Store {str(store)!r} has no study {name!r}; it holds {have or 'no studies'}.")
+    return read_json(path)
+
+
 def list_studies(store: Path) -> list[str]:
     store = Path(store)
     if not store.is_dir():

@@ -59,11 +59,7 @@ class Study(st.StoredStudy):
     @classmethod
     def open(cls, store: str | Path, name: str) -> Study:
         """A study already in a store, from its saved spec."""
-        path = st.study_dir(Path(store), name) / "study.json"
-        if not path.is_file():
-            have = st.list_studies(Path(store))
-            raise StoreError(f"Store {str(store)!r} has no study {name!r}; it holds {have or 'no studies'}.")
-        meta = st.read_json(path)
+        meta = st.read_study_meta(Path(store), name)
         if "source" in meta:  # imported or recorded checkpoints (pathdep.sources)
             from pathdep.sources.external import ExternalStudy
 

@@ -182,11 +182,7 @@ class ExternalStudy(st.StoredStudy):
 
     @classmethod
     def open(cls, store: str | Path, name: str) -> ExternalStudy:
-        path = st.study_dir(Path(store), name) / "study.json"
-        if not path.is_file():
-            have = st.list_studies(Path(store))
-            raise StoreError(f"Store {str(store)!r} has no study {name!r}; it holds {have or 'no studies'}.")
-        meta = st.read_json(path)
+        meta = st.read_study_meta(Path(store), name)
         if "source" not in meta:
             raise StoreError(f"Study {name!r} in {str(store)!r} was trained from a spec; open it with pathdep.Study.open.")
         return cls(store, name, meta)
