@@ -4,6 +4,7 @@ import json
 import re
 import shutil
 import subprocess
+from dataclasses import replace
 
 import pytest
 from typer.testing import CliRunner
@@ -140,3 +141,25 @@ def test_cli_report_writes_html_json_and_prints_the_table(measured, tmp_path):
     for id in ANALYSES:
         assert re.search(rf"│ {id}\s", res.output), id
     assert str(tmp_path / "report.html") in res.output.replace("\n", "")
+
+
+def test_gf_across_studies_from_the_cli(measured, tmp_path):
+    """Two other studies' stored profiles (the measured one's values, scaled and shifted) enter GF."""
+    from pathdep.analyses.finding import Profile
+    from pathdep.cli import _register, app
+
+    _register()
+    base = render(measured, measured.root / "report").profile
+    for k, name in enumerate(["other1", "other2"], start=1):
+        findings = tuple(replace(f, value=None if f.value is None else f.value * (1 + k) + k) for f in base)
+        path = measured.store / name / "report" / "profile.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(Profile(name, findings, base.meta).to_json())
+    args = ["report", measured.name, "--store", str(measured.store), "--out", str(tmp_path)]
+    res = CliRunner().invoke(app, [*args, "--with", "other1", "--with", "other2"])
+    assert res.exit_code == 0, res.output
+    gf = next(f for f in json.loads((tmp_path / "profile.json").read_text())["findings"] if f["id"] == "GF")
+    # every headline moves together across the three studies: one factor holds all the variance
+    assert gf["measured"] and gf["value"] == pytest.approx(1.0)
+    missing = CliRunner().invoke(app, [*args, "--with", "ghost"])
+    assert missing.exit_code != 0 and "'ghost' has no report" in str(missing.exception)

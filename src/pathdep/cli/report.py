@@ -16,12 +16,16 @@ from pathdep.study import DEFAULT_STORE, Study
 console = Console()
 
 
-def write_report(study: Study, out: Path | None = None) -> Path:
-    """Render the study's report (from stored tables only), print its table, return the HTML path."""
+def write_report(study: Study, out: Path | None = None, others: list[str] = ()) -> Path:
+    """Render the study's report (from stored tables only), print its table, return the HTML path.
+
+    ``others`` names studies of the same store whose reports exist: their profiles enter GF.
+    """
     from pathdep.report import render
 
+    profiles = [stored_profile(study.store, name) for name in others]
     with progress_bars(console) as bar:
-        rep = render(study, out or study.root / "report", progress=lambda d, t: bar("analyses", d, t))
+        rep = render(study, out or study.root / "report", progress=lambda d, t: bar("analyses", d, t), others=profiles)
     console.print(rep.table())
     console.print(f"report: {rep.html}\nprofile: {rep.json}")
     return rep.html
@@ -32,13 +36,26 @@ def report(
     study: StudyArg,
     store: StoreOpt = DEFAULT_STORE,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="output directory (default: STUDY/report)")] = None,
+    with_: Annotated[list[str] | None, typer.Option("--with", help="another reported study of the store, for GF (repeatable)")] = None,
 ) -> None:
     """Write STUDY's path-dependence profile: report.html (self-contained), profile.json, and a table.
 
     Reads the stored measurement tables only (run `pathdep measure STUDY` first); questions whose
-    measurements are absent are listed as not measured.
+    measurements are absent are listed as not measured. With --with OTHER (three studies or more
+    in all), GF reports the general factor across the studies' profiles.
     """
-    write_report(open_study(study, store), out)
+    write_report(open_study(study, store), out, with_ or [])
+
+
+def stored_profile(store: Path, name: str):
+    """The profile a previous ``pathdep report NAME`` wrote."""
+    from pathdep.analyses.finding import Profile
+    from pathdep.errors import StoreError
+
+    path = Path(store) / name / "report" / "profile.json"
+    if not path.is_file():
+        raise StoreError(f"The '--with' study {name!r} has no report in {str(store)!r} ({path}); run `pathdep report {name}` first.")
+    return Profile.from_json(path.read_text())
 
 
 def finish_demo(study: Study) -> None:

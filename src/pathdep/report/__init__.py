@@ -45,12 +45,16 @@ def terminal_table(profile: Profile) -> Table:
     return t
 
 
-def render(study_or_profile: Any, out_dir: str | Path, progress: Callable[[int, int], None] | None = None) -> Report:
+def render(study_or_profile: Any, out_dir: str | Path, progress: Callable[[int, int], None] | None = None,
+           others: list[Profile] | None = None) -> Report:
     """Write ``report.html`` and ``profile.json`` of a study (or of a profile) into ``out_dir``.
+
+    ``others``: profiles of other studies, for the general factor (GF) across studies.
 
     >>> # render(Study.open("store", "demo"), "store/demo/report").html  # doctest: +SKIP
     """
-    prof = study_or_profile if isinstance(study_or_profile, Profile) else make_profile(study_or_profile, progress)
+    prof = (study_or_profile if isinstance(study_or_profile, Profile)
+            else make_profile(study_or_profile, progress, others=others))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     pngs = {f.id: plot_png(f) for f in prof}
