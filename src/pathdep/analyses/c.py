@@ -41,7 +41,8 @@ def analyse_c(data: StudyData) -> Finding:
     sol = data.prop(sol_name, runs, step)
     dip, p_dip = stats.dip_test(sol)
     details: dict[str, object] = {
-        "criterion": "Gaussian mixture on top-3 PCs of behaviour; lowest BIC, must beat k=1 by > 10",
+        "criterion": "Gaussian mixture on top-3 PCs of behaviour; lowest BIC, must beat k=1 by > 10 "
+                     "and have silhouette > 0.5",
         "bic": cl.scores, "silhouette": cl.silhouette, "dip": dip, "dip_p": p_dip,
         "cluster_sizes": np.bincount(cl.labels).tolist(), "runs": len(runs),
         "k_subsamples": np.bincount(ks).tolist(),

@@ -142,12 +142,17 @@ def embed(x: np.ndarray, dims: int = 3) -> np.ndarray:
 GMM_MIN_DELTA_BIC = 10.0  # "very strong" evidence (Kass & Raftery) needed to prefer k > 1
 
 
+SILHOUETTE_MIN = 0.5  # Kaufman & Rousseeuw: above 0.5 a "reasonable structure has been found"
+
+
 def choose_k_gmm(x: np.ndarray, rng: np.random.Generator, k_max: int = 6, dims: int = 3) -> Clustering:
     """Clusters of the rows of ``x`` (n, f) by a Gaussian mixture on its top principal components.
 
     Criterion: the k in 1..k_max with the lowest BIC, kept only if its BIC is more than
-    ``GMM_MIN_DELTA_BIC`` below the BIC of one cluster; otherwise k = 1. A population without
-    clusters therefore comes back as one cluster.
+    ``GMM_MIN_DELTA_BIC`` below the BIC of one cluster and its silhouette exceeds
+    ``SILHOUETTE_MIN`` (with few runs a full-covariance mixture can win on BIC by fitting
+    near-singular components to noise); otherwise k = 1. A population without clusters
+    therefore comes back as one cluster.
     """
     from sklearn.metrics import silhouette_score
     from sklearn.mixture import GaussianMixture
@@ -172,10 +177,10 @@ def choose_k_gmm(x: np.ndarray, rng: np.random.Generator, k_max: int = 6, dims: 
     labels = _relabel_by_size(fits[best].predict(z))
     if np.unique(labels).size < 2:
         return Clustering(one.labels, 1, scores, "gmm-bic", float("nan"))
-    return Clustering(labels, int(np.unique(labels).size), scores, "gmm-bic", float(silhouette_score(z, labels)))
-
-
-SILHOUETTE_MIN = 0.5  # Kaufman & Rousseeuw: above 0.5 a "reasonable structure has been found"
+    silhouette = float(silhouette_score(z, labels))
+    if silhouette <= SILHOUETTE_MIN:
+        return Clustering(one.labels, 1, scores, "gmm-bic", silhouette)
+    return Clustering(labels, int(np.unique(labels).size), scores, "gmm-bic", silhouette)
 
 
 def choose_k_distances(d: np.ndarray, k_max: int = 6) -> Clustering:
