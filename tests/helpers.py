@@ -58,3 +58,12 @@ def file_hashes(root: Path, pattern: str = "*.safetensors") -> dict[str, str]:
         for p in sorted(Path(root).rglob(pattern))
         if p.is_file() and p.name != ".lock"
     }
+
+
+def properties_at(study, step: int) -> dict:
+    """Every run's task properties at ``step``: {name: (R,)}."""
+    import torch
+
+    runs = list(study.runs()["run"])
+    with torch.no_grad():
+        return study.task.properties(study.model(runs[0]), study.load_population(runs, step))

@@ -6,6 +6,7 @@ import torch
 from pathdep import Study
 from pathdep.tasks import TASKS
 from pathdep.tasks.bandit import BanditArgs, build, reinforce_loss
+from tests.helpers import properties_at
 
 
 def test_episodes_put_the_proxy_at_the_goal_in_training_and_away_in_the_probe():
@@ -73,10 +74,7 @@ def test_seeds_split_between_the_goal_and_the_proxy(tmp_path):
         store=tmp_path,
     )
     study.run()
-    runs = list(study.runs()["run"])
-    with torch.no_grad():
-        start = study.task.properties(study.model(), study.load_population(runs, 0))
-        end = study.task.properties(study.model(), study.load_population(runs, 400))
+    start, end = properties_at(study, 0), properties_at(study, 400)
     assert (start["train_reward"] - 0.5).abs().max() < 0.1  # an untrained policy is near a coin flip
     assert end["train_reward"].median() > 0.9
     goal = end["goal_rate"]

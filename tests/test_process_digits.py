@@ -1,9 +1,9 @@
 """scikit-learn digits with the MLP and the 2-D CNN: a tiny population learns, the noisy probe is harder."""
 
 import pytest
-import torch
 
 from pathdep import Study
+from tests.helpers import properties_at
 
 
 @pytest.mark.slow
@@ -30,8 +30,6 @@ def test_a_tiny_population_learns_digits(tmp_path, model, model_args, image):
     )
     study.run()
     assert study.task.in_shape == ((1, 8, 8) if image else (64,))
-    runs = list(study.runs()["run"])
-    with torch.no_grad():
-        end = study.task.properties(study.model(), study.load_population(runs, 200))
+    end = properties_at(study, 200)
     assert (end["test_acc"] > 0.85).all()  # chance is 0.1
     assert (end["noisy_acc"] < end["test_acc"]).all()

@@ -9,6 +9,7 @@ import torch
 from pathdep import Study
 from pathdep.tasks import TASKS
 from pathdep.tasks.mnist1d import MNIST1DArgs, build
+from tests.helpers import properties_at
 
 
 @pytest.mark.slow
@@ -53,10 +54,7 @@ def test_a_tiny_run_learns_and_the_probes_are_harder(tmp_path, model, model_args
         store=tmp_path,
     )
     study.run()
-    runs = list(study.runs()["run"])
-    with torch.no_grad():
-        start = study.task.properties(study.model(), study.load_population(runs, 0))
-        end = study.task.properties(study.model(), study.load_population(runs, 300))
+    start, end = properties_at(study, 0), properties_at(study, 300)
     assert (end["train_loss"] < 0.6 * start["train_loss"]).all()
     assert (end["test_acc"] > 0.35).all()  # chance is 0.1
     assert (end["noisy_acc"] < end["test_acc"]).all() and (end["shifted_acc"] < end["test_acc"]).all()
