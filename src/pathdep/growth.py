@@ -89,8 +89,7 @@ def plan_growth(
 
     ``new`` maps every run of the spec to its definition, in plan order; ``exact[run]`` says
     whether its schedule continues exactly; ``label`` names the study in messages. Raises
-    :class:`ChangedRunsError` for changed runs
-    unless ``replace``.
+    :class:`ChangedRunsError` for changed runs unless ``replace``.
     """
     kept, added, replaced, continued = [], [], [], {}
     for run, want in new.items():
