@@ -1,6 +1,7 @@
 """Growing a study: a changed spec keeps unchanged runs, trains only what is new, continues runs
 whose steps grew exactly, and refuses (nothing written) to change stored runs."""
 
+import json
 import subprocess
 import sys
 
@@ -14,8 +15,9 @@ from pathdep.cli import _register, app
 from pathdep.errors import ChangedRunsError, SpecError
 from pathdep.measure import measure_study
 from pathdep.measure.study import MeasureOptions
-from pathdep.spec import parse_spec, plan_runs, run_hashes
+from pathdep.spec import continues_exactly, parse_spec, plan_runs, run_hashes
 from pathdep.store import checkpoint_name, decode_checkpoint, run_dir
+from pathdep.train.optim import lr_at
 from tests.helpers import file_hashes, tiny
 
 _register()
@@ -64,6 +66,15 @@ def test_run_hash_leaves_defaults_and_names_out_and_follows_the_parent():
     assert all(faster[r] != hashes[r] for r in hashes)  # the fork child follows its parent's change
     longer = run_hashes(plan_runs(parse_spec(small(**{"process.steps": 40}, forks=spec["forks"]))))
     assert all(longer[r] != hashes[r] for r in hashes)  # a run's own length is part of its definition
+
+
+def test_only_a_schedule_that_ignores_the_total_steps_continues_exactly():
+    for schedule, exact in (("constant", True), ("cosine", False)):
+        short, long = (parse_spec(small(**{"process.schedule": schedule, "process.warmup_steps": 3,
+                                           "process.steps": n})).process for n in (20, 40))
+        assert continues_exactly(short) is continues_exactly(long) is exact
+        same = all(lr_at(short, step) == lr_at(long, step) for step in range(20))
+        assert same is exact  # the learning rate of the first 20 steps is the same whatever the length
 
 
 def test_more_init_seeds_train_only_the_new_runs_and_keep_the_old_files(tmp_path):
@@ -187,6 +198,18 @@ def test_cli_run_twice_with_an_edited_spec_prints_what_was_kept_and_added(tmp_pa
     assert file_hashes(store, "*") == before
 
 
+def test_records_without_definitions_grow_by_the_spec_they_were_trained_from(tmp_path):
+    train(small(), tmp_path)
+    for record in (tmp_path / "tiny" / "runs").glob("*/record.json"):  # as written before definitions existed
+        data = json.loads(record.read_text())
+        del data["definition"]
+        record.write_text(json.dumps(data))
+    study = Study.from_dict(small(**{"seeds.init": 3}), store=tmp_path)
+    assert study.growth().kept == ("base-i0-d0", "base-i1-d0") and study.growth().added == ("base-i2-d0",)
+    with pytest.raises(ChangedRunsError, match=r"process.optimizer.lr: 0.003 -> 0.01 \(base-i0-d0, base-i1-d0\)"):
+        Study.from_dict(small(**{"process.optimizer.lr": 1e-2}), store=tmp_path).growth()
+
+
 class _Stop(Exception):
     pass
 
@@ -247,3 +270,5 @@ def test_measure_a_step_that_is_no_checkpoint_is_a_clear_error(partly_trained):
                                             r"expected one of 0, 10, 20, 30, 40 \(--step"):
             measure_study(partly_trained, options=MeasureOptions(steps=(0, step)))
     assert file_hashes(partly_trained.root, "*") == before
+    done = runner.invoke(app, ["measure", "tiny", "--store", str(partly_trained.store), "--step", "7"])
+    assert isinstance(done.exception, SpecError) and "measure step 7" in str(done.exception)
