@@ -134,7 +134,8 @@ class Study(st.StoredStudy):
             files.manifest_path.unlink(missing_ok=True)
             shutil.rmtree(files.root)
         if not meta.is_file() or st.read_json(meta)["spec"] != self.spec.model_dump(mode="json"):
-            st.write_json(meta, {"name": self.name, "spec_hash": self.spec.spec_hash(), "spec": self.spec.model_dump(mode="json")})
+            spec = self.spec.model_dump(mode="json")
+            st.write_json(meta, {"name": self.name, "spec_hash": self.spec.spec_hash(), "spec": spec})
             if self.source is not None:
                 st.write_atomic(self.root / "spec.toml", self.source.encode())
         for run in growth.continued:  # the record names the new length before any step beyond the old one

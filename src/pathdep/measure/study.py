@@ -162,8 +162,8 @@ def _check_steps(study: str, keep: set[int], have: dict[str, list[int]], schedul
     for step in sorted(keep):
         if step not in known:
             shown = known if len(known) <= 12 else [*known[:6], "...", *known[-3:]]
-            raise SpecError(f"The measure step {step} is not a checkpoint step of study {study!r}: expected one "
-                            f"of {', '.join(map(str, shown)) or 'none yet'} (--step, or the [measure] steps of its spec).")
+            raise SpecError(f"The measure step {step} is not a checkpoint step of study {study!r}: expected one of "
+                            f"{', '.join(map(str, shown)) or 'none yet'} (--step, or the [measure] steps of its spec).")
 
 
 def _unfinished_note(run: str, got: list[int], final: int, keep: set[int] | None, scheduled: list[int],
