@@ -33,8 +33,7 @@ def measure(
     store: StoreOpt = DEFAULT_STORE,
     only: Annotated[list[str] | None, typer.Option("--only", help="a table to compute (repeatable); default all")] = None,
     n_alpha: Annotated[int | None, typer.Option(help="interpolation points per pair, ends included")] = None,
-    step: Annotated[list[int] | None, typer.Option("--step", help="a checkpoint step to measure (repeatable); default "
-                                                   "all; unfinished runs are measured at the steps they have")] = None,
+    step: Annotated[list[int] | None, typer.Option("--step", help="a checkpoint step to measure (repeatable); default all")] = None,
     max_cohort: Annotated[int | None, typer.Option(help="runs per cohort in barriers and soups (0: all)")] = None,
     max_examples: Annotated[int | None, typer.Option(help="examples per split for barriers and importance (0: all)")] = None,
 ) -> None:
@@ -45,11 +44,9 @@ def measure(
     """
     import dataclasses
 
-    from pathdep.cli.commands import _log_to_console
     from pathdep.measure import measure_study
     from pathdep.measure.study import options_of
 
-    _log_to_console()  # notes on runs left out or measured at fewer steps
     s = open_study(study, store)
     opts = options_of(s)
     if n_alpha is not None:
@@ -60,6 +57,9 @@ def measure(
         opts = dataclasses.replace(opts, max_cohort=max_cohort or None)
     if max_examples is not None:
         opts = dataclasses.replace(opts, max_examples=max_examples or None)
+    from pathdep.cli.commands import _log_to_console
+
+    _log_to_console()  # notes on runs left out, or measured at fewer steps
     with progress_bars(console) as bar:
         tables = measure_study(s, which=only or None, options=opts, progress=bar)
     summary = pd.DataFrame({"table": list(tables), "rows": [len(df) for df in tables.values()]})
