@@ -30,7 +30,8 @@ from pydantic import ValidationError
 from pathdep.errors import ChangedRunsError
 from pathdep.spec import ProcessSpec
 
-ABSENT = "(absent)"
+ABSENT = "(absent)"  # how a field one definition lacks is shown
+_UNSTORED = object()
 
 
 @dataclass(frozen=True)
@@ -93,8 +94,8 @@ def plan_growth(
     """
     kept, added, replaced, continued = [], [], [], {}
     for run, want in new.items():
-        have = stored.get(run, ABSENT)
-        if have is ABSENT:
+        have = stored.get(run, _UNSTORED)
+        if have is _UNSTORED:
             added.append(run)
         elif have == want:
             kept.append(run)
