@@ -449,8 +449,10 @@ def measure_study(
     """Compute the measurement tables of ``study`` and write them with ``study.write_table``.
 
     ``which`` picks tables (default: all of :data:`TABLES`); ``runs`` restricts the runs (default:
-    every finished run); ``options`` (:class:`MeasureOptions`) sets interpolation points, steps,
-    cohort size and examples (default: the study spec's ``[measure]`` section). Returns the tables written.
+    every finished run; with ``options.steps``, unfinished runs too, see :func:`select_groups`);
+    ``options`` (:class:`MeasureOptions`) sets interpolation points, steps, cohort size and
+    examples (default: the study spec's ``[measure]`` section). Notes on runs left out go to the
+    ``pathdep`` logger. Returns the tables written.
     """
     if options is None:
         options = options_of(study)
