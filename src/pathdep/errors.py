@@ -27,6 +27,12 @@ class CheckpointError(StoreError):
     """A checkpoint file is missing, truncated or does not match its manifest hash."""
 
 
+class ChangedRunsError(StoreError):
+    """A spec would change the definition of runs already stored for its study."""
+
+    exit_code = 2
+
+
 class IncompatibleError(PathdepError):
     """Two checkpoints cannot be compared (different keys, shapes or architecture)."""
 

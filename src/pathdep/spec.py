@@ -421,6 +421,62 @@ def plan_runs(spec: StudySpec, check_forks: bool = True) -> list[RunPlan]:
     return runs
 
 
+# ---------------------------------------------------------------------------------------------
+# Run definitions: what a run's bits depend on, hashed per run
+
+
+def continues_exactly(process: ProcessSpec) -> bool:
+    """Whether a run trained to N steps and then continued to M is bit-identical to one trained to M.
+
+    True when nothing before step N depends on the total ``steps``: the data order (a function of
+    seed and epoch), warmup (its own length), interventions (absolute steps) and the checkpoint
+    schedule (it only chooses what is saved) never do; a cosine schedule spans the total steps.
+
+    >>> continues_exactly(ProcessSpec(task="two_features", steps=10, batch_size=8, schedule="cosine"))
+    False
+    """
+    return process.schedule == "constant"
+
+
+def _definition(r: RunPlan, by_name: dict[str, RunPlan], prefix: bool) -> dict[str, Any]:
+    """The run's definition; with ``prefix``, only what its checkpoints up to any step depend on."""
+    proc = r.process.model_dump(mode="json", exclude_defaults=True)
+    if prefix:
+        proc.pop("checkpoints", None)  # what is saved, not what is computed
+        if continues_exactly(r.process):
+            proc.pop("steps")
+    out: dict[str, Any] = {"process": proc, "init_seed": r.init_seed, "data_seed": r.data_seed}
+    if r.parent is not None:
+        fork: dict[str, Any] = {"parent": _definition(by_name[r.parent], by_name, True), "step": r.fork_step}
+        if r.toward is not None and r.lam:
+            fork |= {"toward": _definition(by_name[r.toward], by_name, True), "lam": r.lam}
+        out["fork"] = fork
+    return out
+
+
+def run_definitions(plan: list[RunPlan]) -> dict[str, dict[str, Any]]:
+    """{run: definition}: everything a run's checkpoints depend on, and nothing else.
+
+    A definition holds the run's process (after its variant's and fork's overrides), its seeds
+    and, for a fork child, the fork step, lambda and the definitions of its parent and ``toward``
+    run up to that step (a parent's length counts only when its schedule depends on it).
+    Default-valued fields are left out, so adding a field keeps old definitions (and hashes) valid;
+    names of variants and forks are left out too: they change no bit.
+
+    >>> plan = plan_runs(parse_spec({"name": "t", "process": {"task": "two_features", "steps": 4,
+    ...     "batch_size": 8}, "seeds": {"init": 2}}))
+    >>> run_definitions(plan)["base-i1-d0"]
+    {'process': {'task': 'two_features', 'steps': 4, 'batch_size': 8}, 'init_seed': 1, 'data_seed': 0}
+    """
+    by_name = {r.name: r for r in plan}
+    return {r.name: _definition(r, by_name, False) for r in plan}
+
+
+def run_hashes(plan: list[RunPlan]) -> dict[str, str]:
+    """{run: content hash of its :func:`run_definitions` entry}."""
+    return {name: content_hash(d) for name, d in run_definitions(plan).items()}
+
+
 def build_process(process: ProcessSpec | dict[str, Any]):
     """The (task, model) a process trains. Accepts a ProcessSpec or its JSON dict."""
     if isinstance(process, dict):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import re
+import shutil
 from collections.abc import Callable
 from concurrent.futures import Executor, as_completed
 from itertools import groupby
@@ -26,7 +27,9 @@ from torch import Tensor
 from pathdep import store as st
 from pathdep.errors import SpecError, StoreError
 from pathdep.models.base import Model
-from pathdep.spec import RunPlan, StudySpec, build_process, load_toml, parse_spec, plan_runs
+from pathdep.growth import Growth, plan_growth
+from pathdep.spec import (RunPlan, StudySpec, build_process, content_hash, continues_exactly, load_toml, parse_spec,
+                          plan_runs, run_definitions)
 from pathdep.tasks.base import Task
 from pathdep.train.engine import RunState, fresh_state, train_population
 
@@ -45,6 +48,7 @@ class Study(st.StoredStudy):
         self.source = source
         self.plan = plan_runs(spec)
         self._by_name = {r.name: r for r in self.plan}
+        self._definitions = run_definitions(self.plan)
         self._check_interventions()
 
     # --- construction --------------------------------------------------------------------
@@ -83,8 +87,13 @@ class Study(st.StoredStudy):
                     )
 
     # --- training ---------------------------------------------------------------------------
-    def run(self, progress: Progress | None = None, max_population: int = 256, executor: Executor | None = None) -> None:
+    def run(self, progress: Progress | None = None, max_population: int = 256, executor: Executor | None = None,
+            replace: bool = False) -> None:
         """Train every run that is not finished, resuming from the last good checkpoint.
+
+        A study already in the store grows (:mod:`pathdep.growth`): unchanged runs are kept, new
+        ones trained, runs whose steps grew continued; runs this spec would change are refused
+        (:class:`~pathdep.errors.ChangedRunsError`, nothing written) unless ``replace``.
 
         Runs of one process are trained as populations of up to ``max_population``. With an
         ``executor`` (``concurrent.futures.ProcessPoolExecutor``, :func:`pathdep.train.local_executor`, :class:`pathdep.train.RayExecutor`,
@@ -92,7 +101,7 @@ class Study(st.StoredStudy):
         the same bits, since a run never depends on its population.
         """
         with st.locked(self.root):
-            self._claim_store()
+            self._claim_store(replace)
             states = {r.name: self._resume_state(r) for r in self.plan}
             todo = [r for r in self.plan if states[r.name] is None or states[r.name].step < r.process.steps]
             left = {r.name: r.process.steps - (states[r.name].step if states[r.name] else r.fork_step) for r in todo}
@@ -116,21 +125,55 @@ class Study(st.StoredStudy):
                     job.result()
                     advance(sum(left[r.name] for r in jobs[job]))
 
-    def _claim_store(self) -> None:
+    def _claim_store(self, replace: bool = False) -> Growth:
+        """Check this spec against the stored study, then record it (the study's runs are the spec's)."""
+        growth = self.growth(replace)
         meta = self.root / "study.json"
-        digest = self.spec.spec_hash()
-        if meta.is_file():
-            old = st.read_json(meta)
-            if old["spec_hash"] != digest:
-                raise StoreError(
-                    f"Store {str(self.store)!r} already holds a study {self.name!r} made from a different spec "
-                    f"(hash {old['spec_hash']} vs {digest}); nothing was changed. Rename the study or use another --store."
-                )
-            if old["spec"] == self.spec.model_dump(mode="json"):
-                return  # (a changed [measure] section or description is recorded below)
-        st.write_json(meta, {"name": self.name, "spec_hash": digest, "spec": self.spec.model_dump(mode="json")})
-        if self.source is not None:
-            st.write_atomic(self.root / "spec.toml", self.source.encode())
+        for run in growth.replaced:  # the manifest first: an interrupted removal leaves a run with no checkpoint
+            files = self._files(run)
+            files.manifest_path.unlink(missing_ok=True)
+            shutil.rmtree(files.root)
+        if not meta.is_file() or st.read_json(meta)["spec"] != self.spec.model_dump(mode="json"):
+            spec = self.spec.model_dump(mode="json")
+            st.write_json(meta, {"name": self.name, "spec_hash": self.spec.spec_hash(), "spec": spec})
+            if self.source is not None:
+                st.write_atomic(self.root / "spec.toml", self.source.encode())
+        for run in growth.continued:  # the record names the new length before any step beyond the old one
+            self._write_record(self._by_name[run])
+        return growth
+
+    def growth(self, replace: bool = False) -> Growth:
+        """What training this spec would keep, add, continue, replace and retire of the stored runs.
+
+        Reads the store only. Raises :class:`~pathdep.errors.ChangedRunsError` (listing every
+        changed field, old -> new) when the spec changes stored runs, unless ``replace``.
+        """
+        stored = self._stored_definitions()
+        exact = {r.name: continues_exactly(r.process) for r in self.plan}
+        return plan_growth(stored, self._definitions, exact, label=f"Study {self.name!r} in store {str(self.store)!r}",
+                           replace=replace)
+
+    def _stored_definitions(self) -> dict[str, dict[str, Any] | None]:
+        """{run: definition} of every stored run with a checkpoint: from its record, or else from
+        the spec the study was last trained from (records written before definitions existed)."""
+        meta_path, runs = self.root / "study.json", self.root / "runs"
+        if not meta_path.is_file():
+            return {}
+        meta = st.read_json(meta_path)
+        if "spec" not in meta:
+            raise StoreError(f"Store {str(self.store)!r} holds an imported study named {self.name!r}; "
+                             "nothing was changed. Rename the study or use another --store.")
+        try:
+            old = run_definitions(plan_runs(parse_spec(meta["spec"])))
+        except SpecError:
+            old = {}
+        out: dict[str, dict[str, Any] | None] = {}
+        for path in sorted(runs.iterdir()) if runs.is_dir() else []:
+            if not st.RunFiles(path).steps():
+                continue  # nothing stored yet: a new run
+            record = st.read_json(path / "record.json") if (path / "record.json").is_file() else {}
+            out[path.name] = record.get("definition") or old.get(path.name)
+        return out
 
     def _files(self, run: str) -> st.RunFiles:
         self._plan_of(run)
@@ -187,8 +230,9 @@ class Study(st.StoredStudy):
 
     def _write_record(self, r: RunPlan) -> None:
         path = st.run_dir(self.store, self.name, r.name) / "record.json"
-        if not path.is_file():
-            st.write_json(path, _record(r))
+        record = _record(r, self._definitions[r.name])
+        if not path.is_file() or st.read_json(path) != record:
+            st.write_json(path, record)
 
     def _write_checkpoint(self, r: RunPlan, s: RunState) -> None:
         meta = {"run": r.name, "step": str(s.step), "process": r.process.model_dump_json()}
@@ -197,7 +241,8 @@ class Study(st.StoredStudy):
     # --- reading ----------------------------------------------------------------------------
     def runs(self) -> pd.DataFrame:
         """One row per planned run."""
-        return pd.DataFrame([_record(r) | {"process": None} for r in self.plan]).drop(columns="process")
+        rows = [_record(r, self._definitions[r.name]) for r in self.plan]
+        return pd.DataFrame(rows).drop(columns=["process", "definition"])
 
     def train_log(self, run: str) -> pd.DataFrame:
         """The training loss at every step (of the latest checkpoint)."""
@@ -257,13 +302,13 @@ def _by_process(plan: list[RunPlan]) -> list[list[RunPlan]]:
     return list(out.values())
 
 
-def _record(r: RunPlan) -> dict[str, Any]:
+def _record(r: RunPlan, definition: dict[str, Any]) -> dict[str, Any]:
     iv = r.process.intervention
     return {
         "run": r.name, "variant": r.variant, "init_seed": r.init_seed, "data_seed": r.data_seed,
         "fork": r.fork, "parent": r.parent, "fork_step": r.fork_step, "toward": r.toward, "lam": r.lam,
         "intervention": iv.model_dump(mode="json") if iv else None,
-        "run_hash": r.run_hash, "process": r.process.model_dump(mode="json"),
+        "run_hash": content_hash(definition), "definition": definition, "process": r.process.model_dump(mode="json"),
     }
 
 

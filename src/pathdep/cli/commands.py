@@ -30,17 +30,20 @@ def _log_to_console() -> None:
         logger.setLevel(logging.INFO)
 
 
-def train(study: Study, workers: int = 0, ray: str | None = None) -> None:
+def train(study: Study, workers: int = 0, ray: str | None = None, replace: bool = False) -> None:
     """Train a study with progress bars and print its summary table."""
     from pathdep.train import RayExecutor, local_executor
 
     _log_to_console()
+    growth = study.growth(replace)  # a refused change stops here, before anything is printed or written
     console.print(f"study [bold]{study.name}[/]: {len(study.plan)} runs → {study.root}")
+    for line in growth.lines():
+        console.print(line, highlight=False)
     executor = (RayExecutor(address=None if ray == "local" else ray) if ray
                 else local_executor(workers) if workers > 1 else None)
     try:
         with progress_bars(console) as bar:
-            study.run(progress=bar, executor=executor)
+            study.run(progress=bar, executor=executor, replace=replace)
     finally:
         if executor is not None:
             executor.shutdown()
@@ -79,17 +82,22 @@ def run(
     store: StoreOpt = DEFAULT_STORE,
     workers: Annotated[int, typer.Option(help="train populations in this many worker processes")] = 0,
     ray: Annotated[str | None, typer.Option(help="Ray cluster address ('auto', 'local' or host:port)")] = None,
+    replace: Annotated[bool, typer.Option("--replace", help="retrain stored runs this spec changes, from scratch")] = False,
 ) -> None:
     """Plan the runs of SPEC, train them (resuming where they stopped) and print a summary.
 
     Every population of runs is one batched computation; --workers or --ray train several
     populations at once. The checkpoints are the same bits either way.
+
+    Run an edited spec into the same store to grow the study: unchanged runs are kept, new ones
+    trained, runs whose steps grew under a constant schedule continued; a change to stored runs
+    is refused with the list of changed fields unless --replace.
     """
     if workers < 0:
         from pathdep.errors import bad_value
 
         raise bad_value("--workers", workers, "a count >= 0")
-    train(Study.from_toml(spec, store), workers, ray)
+    train(Study.from_toml(spec, store), workers, ray, replace)
 
 
 @app.command()

@@ -57,6 +57,9 @@ def measure(
         opts = dataclasses.replace(opts, max_cohort=max_cohort or None)
     if max_examples is not None:
         opts = dataclasses.replace(opts, max_examples=max_examples or None)
+    from pathdep.cli.commands import _log_to_console
+
+    _log_to_console()  # notes on runs left out, or measured at fewer steps
     with progress_bars(console) as bar:
         tables = measure_study(s, which=only or None, options=opts, progress=bar)
     summary = pd.DataFrame({"table": list(tables), "rows": [len(df) for df in tables.values()]})

@@ -23,6 +23,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -30,7 +31,7 @@ from functools import cached_property
 import pandas as pd
 import torch
 
-from pathdep.errors import PathdepError
+from pathdep.errors import PathdepError, SpecError
 from pathdep.measure import behaviour as bh
 from pathdep.measure import connectivity as cn
 from pathdep.measure import importance as imp
@@ -44,6 +45,7 @@ from pathdep.tasks.base import Split, Task
 
 
 Progress = Callable[[str, int, int], None]  # (label, done, total), as Study.run reports
+log = logging.getLogger("pathdep")
 
 
 @dataclass(frozen=True)
@@ -51,8 +53,9 @@ class MeasureOptions:
     """What :func:`measure_study` measures beyond the defaults.
 
     - ``n_alpha``: interpolation points per pair, ends included;
-    - ``steps``: checkpoint steps of the per-step tables (default: every checkpoint; a run's final
-      step is always measured);
+    - ``steps``: checkpoint steps of the per-step tables (default: every checkpoint of every
+      finished run; a finished run's final step is always measured). With steps, unfinished runs
+      are measured too, at the steps they have (see :func:`select_groups`);
     - ``max_cohort``: at most this many runs of each cohort (first in plan order) enter the
       barrier and soup tables (None: all);
     - ``max_examples``: at most this many examples of each split (its first ones) in the two
@@ -67,18 +70,24 @@ class MeasureOptions:
 
 @dataclass
 class Group:
-    """Finished runs that share a task and an architecture; ``steps[run]`` their checkpoints."""
+    """Runs that share a task and an architecture; ``steps[run]`` the checkpoints measured.
+
+    ``runs`` are finished (their last measured step is their final step, the reference of the
+    within-run and final-step tables); ``partial`` runs are not, and enter only the per-step
+    tables, at the steps they have.
+    """
 
     task: Task
     model: Model
     runs: list[str]
     steps: dict[str, list[int]] = field(default_factory=dict)
+    partial: list[str] = field(default_factory=list)
 
     def final(self, run: str) -> int:
         return self.steps[run][-1]
 
     def all_steps(self) -> list[int]:
-        return sorted({s for r in self.runs for s in self.steps[r]})
+        return sorted({s for st in self.steps.values() for s in st})
 
     def keep_steps(self, wanted: Iterable[int]) -> None:
         """Forget checkpoints not in ``wanted`` (each run keeps its final step)."""
@@ -86,8 +95,8 @@ class Group:
         self.steps = {r: [s for s in st if s in keep or s == st[-1]] for r, st in self.steps.items()}
 
     def at(self, step: int) -> list[str]:
-        """Runs with a checkpoint at ``step``, in group order."""
-        return [r for r in self.runs if step in self.steps[r]]
+        """Runs (finished or partial) with a checkpoint at ``step``, in plan order."""
+        return [r for r, st in self.steps.items() if step in st]
 
 
 def probe_splits(task: Task) -> dict[str, Split]:
@@ -102,17 +111,72 @@ def eval_splits(task: Task) -> dict[str, Split]:
 
 def groups(study, runs: Iterable[str] | None = None) -> list[Group]:
     """Finished runs of ``study`` (or of ``runs``) grouped by (task, architecture), in plan order."""
+    return select_groups(study, runs)[0]
+
+
+def select_groups(study, runs: Iterable[str] | None = None,
+                  steps: Iterable[int] | None = None) -> tuple[list[Group], list[str]]:
+    """The runs to measure, grouped by (task, architecture), and notes on what was left out.
+
+    Without ``steps``: finished runs at every checkpoint; unfinished runs are left out (noted).
+    With ``steps``: every run at those of ``steps`` it has, a finished run also at its final
+    step; an unfinished run enters only the per-step tables (noted). A step that is no
+    checkpoint of any run (scheduled or stored) raises :class:`~pathdep.errors.SpecError`.
+    """
     wanted = list(study.runs()["run"]) if runs is None else list(runs)
+    have = {run: study.steps(run) for run in wanted}
+    keep = None if steps is None else set(steps)
+    scheduled = _scheduled(study, wanted) if keep is not None else {}
+    if keep is not None:
+        _check_steps(study.name, keep, have, scheduled)
     out: dict[tuple, Group] = {}
+    notes = []
     for run in wanted:
-        steps = study.steps(run)
-        if not steps or steps[-1] != study.final_step(run):
+        got = have[run]
+        final = study.final_step(run)
+        finished = bool(got) and got[-1] == final
+        measured = got if keep is None else [s for s in got if s in keep or (finished and s == final)]
+        if not finished:
+            notes.append(_unfinished_note(run, got, final, keep, scheduled.get(run, []), measured))
+        if not measured or (keep is None and not finished):
             continue
         task, model = study.task_of(run), study.model(run)
-        key = (id(task), model)
-        out.setdefault(key, Group(task, model, [])).runs.append(run)
-        out[key].steps[run] = steps
-    return list(out.values())
+        g = out.setdefault((id(task), model), Group(task, model, []))
+        (g.runs if finished else g.partial).append(run)
+        g.steps[run] = measured
+    return list(out.values()), notes
+
+
+def _scheduled(study, runs: list[str]) -> dict[str, list[int]]:
+    """{run: the checkpoint steps its schedule promises} for trained runs (imported runs have none)."""
+    out, wanted = {}, set(runs)
+    for plan in getattr(study, "plan", []):
+        steps = getattr(plan.process, "checkpoint_steps", None)
+        if plan.name in wanted and callable(steps):
+            out[plan.name] = [s for s in steps() if s >= plan.fork_step]
+    return out
+
+
+def _check_steps(study: str, keep: set[int], have: dict[str, list[int]], scheduled: dict[str, list[int]]) -> None:
+    known = sorted({s for run, got in have.items() for s in [*got, *scheduled.get(run, [])]})
+    for step in sorted(keep):
+        if step not in known:
+            shown = known if len(known) <= 12 else [*known[:6], "...", *known[-3:]]
+            raise SpecError(f"The measure step {step} is not a checkpoint step of study {study!r}: expected one of "
+                            f"{', '.join(map(str, shown)) or 'none yet'} (--step, or the [measure] steps of its spec).")
+
+
+def _unfinished_note(run: str, got: list[int], final: int, keep: set[int] | None, scheduled: list[int],
+                     measured: list[int]) -> str:
+    head = f"run {run!r} is not finished (last checkpoint {got[-1] if got else 'none'} of {final})"
+    if keep is None:
+        return f"{head}: left out; measure it with --step to include the steps it has."
+    missing = sorted((keep & set(scheduled)) - set(got))
+    lacks = f"; it lacks step(s) {missing}" if missing else ""
+    if not measured:
+        return f"{head}{lacks}: left out, it has none of the steps asked for."
+    return (f"{head}{lacks}: measured at {measured} in the per-step tables only "
+            "(not against its final step, nor in barriers and soups).")
 
 
 def _pairs_frame(runs: list[str], pairs: torch.Tensor, **cols) -> pd.DataFrame:
@@ -160,7 +224,7 @@ def _behaviour_pairs(g: Group, evs: dict) -> pd.DataFrame:
             mats = bh.pair_matrices(ev)
             vals = {k: m[pairs[:, 0], pairs[:, 1]].numpy() for k, m in mats.items()}
             rows.append(_pairs_frame(runs, pairs, step_a=step, step_b=step, probe=probe, **vals))
-        within = [i for i, r in enumerate(runs) if g.final(r) != step]  # every step vs the final step
+        within = [i for i, r in enumerate(runs) if r not in g.partial and g.final(r) != step]  # every step vs the final
         if within:
             finals = [g.final(runs[i]) for i in within]
             ev_a = {k: v[within] for k, v in ev.items()}
@@ -206,7 +270,7 @@ def _cka(study, g: Group) -> pd.DataFrame:
                     vals = {k: v[pairs[:, 0], pairs[:, 1]].numpy() for k, v in s.items()}
                     rows.append(_pairs_frame(runs, pairs, step_a=step, step_b=step, layer=layer, probe=probe, **vals))
         for step in g.all_steps():
-            runs = [r for r in g.at(step) if finals[r] != step]
+            runs = [r for r in g.at(step) if finals.get(r, step) != step]  # partial runs have no final
             if not runs:
                 continue
             acts = _activations(g, study.load_population(runs, step), split)
@@ -321,8 +385,8 @@ def _root_run(info: pd.DataFrame, run: str) -> str:
 
 def _static(study, g: Group) -> pd.DataFrame:
     info = study.runs().set_index("run")
-    roots = [_root_run(info, r) for r in g.runs]
-    init = dict(zip(g.runs, (study.load(root, 0) for root in roots)))
+    roots = [_root_run(info, r) for r in g.steps]
+    init = dict(zip(g.steps, (study.load(root, 0) for root in roots)))
     rows = []
     for step in g.all_steps():
         runs = g.at(step)
@@ -385,8 +449,10 @@ def measure_study(
     """Compute the measurement tables of ``study`` and write them with ``study.write_table``.
 
     ``which`` picks tables (default: all of :data:`TABLES`); ``runs`` restricts the runs (default:
-    every finished run); ``options`` (:class:`MeasureOptions`) sets interpolation points, steps,
-    cohort size and examples (default: the study spec's ``[measure]`` section). Returns the tables written.
+    every finished run; with ``options.steps``, unfinished runs too, see :func:`select_groups`);
+    ``options`` (:class:`MeasureOptions`) sets interpolation points, steps, cohort size and
+    examples (default: the study spec's ``[measure]`` section). Notes on runs left out go to the
+    ``pathdep`` logger. Returns the tables written.
     """
     if options is None:
         options = options_of(study)
@@ -394,15 +460,16 @@ def measure_study(
     unknown = [w for w in which if w not in TABLES]
     if unknown:
         raise PathdepError(f"The 'which' parameter of measure_study must name tables from {list(TABLES)}. Got {unknown[0]!r} instead.")
-    gs = groups(study, runs)
+    gs, notes = select_groups(study, runs, options.steps)
+    for note in notes:
+        log.warning(note)
     if not gs:
-        raise PathdepError(f"Study {study.name!r} has no finished runs to measure; train it first (pathdep run).")
+        what = "finished runs" if options.steps is None else f"runs with a checkpoint at steps {sorted(options.steps)}"
+        raise PathdepError(f"Study {study.name!r} has no {what} to measure; train it first (pathdep run).")
     parts: dict[str, list[pd.DataFrame]] = {w: [] for w in which}
     total = len(gs) * len(which)
     done = 0
     for g in gs:
-        if options.steps is not None:
-            g.keep_steps(options.steps)
         ctx = _Context(study, g, options)
         for name in which:
             parts[name].append(BUILDERS[name](ctx))
