@@ -298,6 +298,10 @@ def _soups(study, g: Group, opts: MeasureOptions) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["step", "group", "kind", "split", "acc", "loss", "n_ingredients"])
 
 
+IMPORTANCE_COLUMNS = {"run": "object", "step": "int64", "probe": "object", "layer": "object", "unit": "int64",
+                      "ablation": "object", "delta_loss": "float64"}
+
+
 def _importance(study, g: Group, opts: MeasureOptions) -> pd.DataFrame:
     rows = []
     for step in g.all_steps():
@@ -311,6 +315,8 @@ def _importance(study, g: Group, opts: MeasureOptions) -> pd.DataFrame:
                 rows.append(pd.DataFrame({"run": [x for x in runs for _ in range(u1)], "step": step, "probe": probe,
                                           "layer": layer, "unit": units * r, "ablation": kind,
                                           "delta_loss": delta.flatten().numpy()}))
+    if not rows:  # a model without components (e.g. logistic regression): no rows, the same columns
+        return pd.DataFrame({c: pd.Series(dtype=t) for c, t in IMPORTANCE_COLUMNS.items()})
     return pd.concat(rows, ignore_index=True)
 
 
