@@ -38,7 +38,7 @@ from pathdep.measure import similarity as sim
 from pathdep.measure import soups as sp
 from pathdep.measure import static as stc
 from pathdep.measure.align import apply_permutation, weight_matching
-from pathdep.measure.population import take
+from pathdep.measure.population import stable_seed, take
 from pathdep.models.base import Model, Params, capture, representation_hooks
 from pathdep.tasks.base import Split, Task
 
@@ -334,7 +334,8 @@ def _static(study, g: Group) -> pd.DataFrame:
         runs = g.at(step)
         params = study.load_population(runs, step)
         init_pop = {k: torch.stack([init[r][k] for r in runs]) for k in params}
-        for name, val in stc.static_measures(g.task, g.model, params, init_pop).items():
+        seeds = [stable_seed("sharpness", r, step) for r in runs]
+        for name, val in stc.static_measures(g.task, g.model, params, init_pop, seed=seeds).items():
             rows.append(pd.DataFrame({"run": runs, "step": step, "measure": name, "value": val.numpy()}))
     return pd.concat(rows, ignore_index=True)
 
