@@ -53,7 +53,7 @@ def measured(spec: dict, store: Path):
 def convex(tmp_path_factory):
     steps = 300
     spec = reduced("digits_logreg", {
-        "process.steps": steps, "process.checkpoints.every": steps // 4, "seeds.init": 4, "seeds.data": [0, 1],
+        "process.steps": steps, "process.checkpoints.every": steps // 4, "seeds.init": 8, "seeds.data": [0, 1],
         "measure": {"steps": [0, 8, 32, 75, 150, 300], "n_alpha": 5, "max_examples": 200},
     })
     return measured(spec, tmp_path_factory.mktemp("convex"))
