@@ -17,8 +17,10 @@
   (``definition`` column: :data:`~pathdep.measure.connectivity.BARRIER_DEFINITION`);
 - ``soups``: uniform, greedy and best-member soups of each cohort at the
   final step (``group`` = cohort name);
-- ``importance``: zero and mean ablation of every hidden unit and layer at every checkpoint;
-- ``static``: weight norm, distance from init, effective ranks and sharpness at every checkpoint.
+- ``importance``: zero and mean ablation of every hidden unit and layer at every checkpoint (no
+  rows, the same columns, for a model without hidden units such as logistic regression);
+- ``static``: weight norm, distance from init, effective ranks and sharpness at every checkpoint
+  (sharpness's random vectors seeded from the measurement, the run and the step).
 """
 
 from __future__ import annotations
