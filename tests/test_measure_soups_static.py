@@ -1,8 +1,12 @@
 """Soups (greedy never worse than its best ingredient) and static measures against definitions."""
 
+import hashlib
+
 import pytest
 import torch
 
+from pathdep.errors import PathdepError
+from pathdep.measure.population import stable_seed
 from pathdep.measure.soups import greedy_soup, uniform_soup
 from pathdep.measure.static import dist_from_init, effective_rank, hessian_trace, static_measures, weight_norm
 from pathdep.models.mlp import MLP
@@ -84,9 +88,9 @@ def test_hutchinson_trace_uses_exact_hessian_vector_products_and_is_unbiased():
     task = Task("t", Split(x, (x[:, 0] > 0).float()), Split(x, (x[:, 0] > 0).float()), {}, 1, "bce")
     model = MLP(d_in=3, hidden=(3,), d_out=1, activations=("tanh",))
     params = model.init_population([0, 1])
-    n_samples = 2000
-    est = hessian_trace(task, model, params, n_samples=n_samples, seed=7)
-    names = list(params)
+    n_samples, seeds = 2000, [7, 8]
+    est = hessian_trace(task, model, params, n_samples=n_samples, seed=seeds)
+    names = sorted(params)  # vectors are drawn parameter by parameter in name order
     shapes = [params[k].shape[1:] for k in names]
     sizes = [s.numel() for s in shapes]
     for r in range(2):
@@ -97,8 +101,8 @@ def test_hutchinson_trace_uses_exact_hessian_vector_products_and_is_unbiased():
 
         flat = torch.cat([params[k][r].flatten() for k in names])
         h = torch.autograd.functional.hessian(loss, flat).double()  # (n_params, n_params)
-        # the same Rademacher vectors, drawn in the same order from the same generator
-        gen = torch.Generator().manual_seed(7)
+        # the same Rademacher vectors, drawn in the same order from the member's own generator
+        gen = torch.Generator().manual_seed(seeds[r])
         quad = []
         for _ in range(n_samples):
             v = torch.cat([(torch.randint(0, 2, s, generator=gen) * 2 - 1).flatten() for s in shapes]).double()
@@ -107,5 +111,35 @@ def test_hutchinson_trace_uses_exact_hessian_vector_products_and_is_unbiased():
         off = h - torch.diag(h.diagonal())
         std_err = (2 * off.pow(2).sum() / n_samples).sqrt().item()  # exact sd of the Rademacher estimator
         assert abs(est[r].item() - h.trace().item()) < 4 * std_err
-    alone = hessian_trace(task, model, {k: v[1:] for k, v in params.items()}, n_samples=n_samples, seed=7)
-    assert alone[0].item() == pytest.approx(est[1].item(), rel=1e-5)  # a member's estimate ignores the others
+    alone = hessian_trace(task, model, {k: v[1:] for k, v in params.items()}, n_samples=n_samples, seed=[8])
+    assert alone[0].item() == est[1].item()  # a member's estimate ignores the others
+    shared = hessian_trace(task, model, params, n_samples=50, seed=7)
+    assert shared[0].item() == hessian_trace(task, model, params, n_samples=50, seed=[7, 3])[0].item()
+    with pytest.raises(PathdepError, match="one per member"):
+        hessian_trace(task, model, params, seed=[1, 2, 3])
+
+
+def test_static_measures_do_not_depend_on_the_order_of_the_parameter_dict():
+    """A checkpoint read in another process lists its tensors in another order: same numbers, bit for bit."""
+    task = TASKS["digits"].build(TASKS["digits"].args())
+    model = MLP(d_in=64, hidden=(16, 8), d_out=10)
+    params, init = model.init_population([0, 1, 2]), model.init_population([3, 4, 5])
+    params = {k: v + 0.1 * torch.randn(v.shape, generator=torch.Generator().manual_seed(1)) for k, v in params.items()}
+    orders = [sorted(params), sorted(params, reverse=True), [*sorted(params)[1::2], *sorted(params)[::2]]]
+    assert len({tuple(o) for o in orders}) == 3
+    got = [static_measures(task, model, {k: params[k] for k in o}, {k: init[k] for k in reversed(o)}, seed=[5, 6, 7])
+           for o in orders]
+    for other in got[1:]:
+        assert list(other) == list(got[0])  # the same measures in the same order
+        for name in got[0]:
+            assert torch.equal(other[name], got[0][name]), name
+    assert not torch.equal(got[0]["sharpness"], static_measures(task, model, params, init, seed=[5, 6, 8])["sharpness"])
+
+
+def test_stable_seeds_differ_by_measurement_run_and_step():
+    parts = [("sharpness", "base-i0-d0", 100), ("sharpness", "base-i0-d0", 200), ("sharpness", "base-i1-d0", 100),
+             ("other", "base-i0-d0", 100), ("ab", "c", 1), ("a", "bc", 1)]
+    seeds = [stable_seed(*p) for p in parts]
+    assert len(set(seeds)) == len(parts) and all(0 <= s < 2**63 for s in seeds)
+    # sha256 of the parts' text, so a fixed value: the same in every process, unlike hash()
+    assert stable_seed("sharpness", "base-i0-d0", 100) == int(hashlib.sha256(b"sharpness\x1fbase-i0-d0\x1f100").hexdigest()[:16], 16) >> 1

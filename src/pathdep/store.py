@@ -104,8 +104,12 @@ def encode_checkpoint(
 
 
 def decode_checkpoint(data: bytes) -> tuple[dict[str, Tensor], dict[str, Tensor], Tensor]:
-    """(params, optimizer state, loss log) of one checkpoint's bytes."""
-    tensors = st_load(data)
+    """(params, optimizer state, loss log) of one checkpoint's bytes, each dict in name order.
+
+    safetensors returns tensors in an order that varies between processes; sorting them makes
+    everything that iterates over a checkpoint's parameters the same in every process.
+    """
+    tensors = dict(sorted(st_load(data).items()))
     params = {k.removeprefix("param/"): v for k, v in tensors.items() if k.startswith("param/")}
     optim = {k.removeprefix("optim/"): v for k, v in tensors.items() if k.startswith("optim/")}
     return params, optim, tensors.get("log/loss", torch.zeros(0))

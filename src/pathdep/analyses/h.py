@@ -49,7 +49,7 @@ def _static_features(data: StudyData, runs: list[str]) -> tuple[np.ndarray, list
         cols.append(wide.to_numpy(dtype=float))
         names += list(wide.columns)
     imp = data.table("importance")
-    if imp is not None:
+    if imp is not None and not imp.empty:
         ablation = "mean" if (imp["ablation"] == "mean").any() else imp["ablation"].iloc[0]
         sub = imp[(imp["step"] == data.final_step) & (imp["ablation"] == ablation) & (imp["probe"] == "test")
                   & imp["run"].isin(runs) & imp["unit"].notna() & (imp["unit"] >= 0)]

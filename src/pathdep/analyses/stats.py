@@ -278,7 +278,7 @@ def held_out_predictions(x: np.ndarray, y: np.ndarray, kind: str, groups: np.nda
         if x.shape[1] > train.size:
             # exact for L2-penalised linear models (the fit lies in the span of the training rows),
             # and much faster with thousands of features and tens of runs
-            model.steps.insert(1, ("pca", PCA(n_components=train.size)))
+            model.steps.insert(1, ("pca", PCA(n_components=train.size, random_state=0)))
         with warnings.catch_warnings(), one_thread():  # (and scikit-learn's notices of changing defaults)
             warnings.simplefilter("ignore", FutureWarning)
             model.fit(x[train], y[train])

@@ -7,6 +7,7 @@ few ``apply`` calls as memory allows. ``chunk`` is always a number of members pe
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterator
 
 import torch
@@ -20,6 +21,27 @@ Progress = Callable[[int, int], None]
 #: Activation floats one forward call may hold (2 MiB in float32). Measured on CPU: calls whose
 #: activations stay in cache run 2-4x faster per member than one huge call.
 DEFAULT_BUDGET = 2**19
+
+
+def stable_seed(*parts: object) -> int:
+    """A seed (0 <= seed < 2**63) from the text of ``parts``: the same in every process and platform.
+
+    Measurements that draw random numbers seed them with ``stable_seed(measurement, run, step)``,
+    so a table recomputed from the same store is identical (Python's ``hash`` of a string
+    changes between processes; sha256 does not).
+
+    >>> stable_seed("sharpness", "base-i0-d0", 100) == stable_seed("sharpness", "base-i0-d0", 100)
+    True
+    >>> stable_seed("sharpness", "base-i0-d0", 100) != stable_seed("sharpness", "base-i0-d0", 200)
+    True
+    """
+    text = "\x1f".join(str(p) for p in parts)  # unit separator: ("a", "bc") and ("ab", "c") differ
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") >> 1
+
+
+def by_name(params: Params) -> Params:
+    """The same parameters in name order (every iteration over a population's tensors uses it)."""
+    return dict(sorted(params.items()))
 
 
 def size(params: Params) -> int:

@@ -17,8 +17,10 @@
   (``definition`` column: :data:`~pathdep.measure.connectivity.BARRIER_DEFINITION`);
 - ``soups``: uniform, greedy and best-member soups of each cohort at the
   final step (``group`` = cohort name);
-- ``importance``: zero and mean ablation of every hidden unit and layer at every checkpoint;
-- ``static``: weight norm, distance from init, effective ranks and sharpness at every checkpoint.
+- ``importance``: zero and mean ablation of every hidden unit and layer at every checkpoint (no
+  rows, the same columns, for a model without hidden units such as logistic regression);
+- ``static``: weight norm, distance from init, effective ranks and sharpness at every checkpoint
+  (sharpness's random vectors seeded from the measurement, the run and the step).
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from pathdep.measure import similarity as sim
 from pathdep.measure import soups as sp
 from pathdep.measure import static as stc
 from pathdep.measure.align import apply_permutation, weight_matching
-from pathdep.measure.population import take
+from pathdep.measure.population import stable_seed, take
 from pathdep.models.base import Model, Params, capture, representation_hooks
 from pathdep.tasks.base import Split, Task
 
@@ -362,6 +364,10 @@ def _soups(study, g: Group, opts: MeasureOptions) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["step", "group", "kind", "split", "acc", "loss", "n_ingredients"])
 
 
+IMPORTANCE_COLUMNS = {"run": "object", "step": "int64", "probe": "object", "layer": "object", "unit": "int64",
+                      "ablation": "object", "delta_loss": "float64"}
+
+
 def _importance(study, g: Group, opts: MeasureOptions) -> pd.DataFrame:
     rows = []
     for step in g.all_steps():
@@ -375,6 +381,8 @@ def _importance(study, g: Group, opts: MeasureOptions) -> pd.DataFrame:
                 rows.append(pd.DataFrame({"run": [x for x in runs for _ in range(u1)], "step": step, "probe": probe,
                                           "layer": layer, "unit": units * r, "ablation": kind,
                                           "delta_loss": delta.flatten().numpy()}))
+    if not rows:  # a model without components (e.g. logistic regression): no rows, the same columns
+        return pd.DataFrame({c: pd.Series(dtype=t) for c, t in IMPORTANCE_COLUMNS.items()})
     return pd.concat(rows, ignore_index=True)
 
 
@@ -392,7 +400,8 @@ def _static(study, g: Group) -> pd.DataFrame:
         runs = g.at(step)
         params = study.load_population(runs, step)
         init_pop = {k: torch.stack([init[r][k] for r in runs]) for k in params}
-        for name, val in stc.static_measures(g.task, g.model, params, init_pop).items():
+        seeds = [stable_seed("sharpness", r, step) for r in runs]
+        for name, val in stc.static_measures(g.task, g.model, params, init_pop, seed=seeds).items():
             rows.append(pd.DataFrame({"run": runs, "step": step, "measure": name, "value": val.numpy()}))
     return pd.concat(rows, ignore_index=True)
 

@@ -15,7 +15,7 @@ from pathdep.registry import MODELS
 
 class MLPArgs(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-    hidden: tuple[int, ...] = Field((32, 32), min_length=1, description="hidden widths")
+    hidden: tuple[int, ...] = Field((32, 32), description="hidden widths; [] for a linear (logistic) model")
     activations: tuple[str, ...] | None = Field(None, description="one per hidden layer; default relu")
 
     @field_validator("hidden")
