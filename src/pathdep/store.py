@@ -35,16 +35,17 @@ from safetensors.torch import save as st_save
 from torch import Tensor
 
 from pathdep.errors import CheckpointError, StoreError
+from pathdep.names import RUN_MAX_LENGTH, is_name, valid_name
 
 # --- paths -----------------------------------------------------------------------------------
 
 
 def study_dir(store: Path, study: str) -> Path:
-    return Path(store) / study
+    return Path(store) / valid_name("study", study)
 
 
 def run_dir(store: Path, study: str, run: str) -> Path:
-    return study_dir(store, study) / "runs" / run
+    return study_dir(store, study) / "runs" / valid_name("run", run, RUN_MAX_LENGTH)
 
 
 def checkpoint_name(step: int) -> str:
@@ -289,4 +290,4 @@ def list_studies(store: Path) -> list[str]:
     store = Path(store)
     if not store.is_dir():
         return []
-    return sorted(p.name for p in store.iterdir() if (p / "study.json").is_file())
+    return sorted(p.name for p in store.iterdir() if is_name(p.name) and (p / "study.json").is_file())

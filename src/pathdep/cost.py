@@ -1,0 +1,90 @@
+"""What a spec would cost to train, estimated before its runs are planned; refused above stated limits.
+
+The estimate is arithmetic over the spec's sections (no run is listed, nothing is allocated):
+
+- ``runs``: variants x init seeds x data seeds, plus every fork child;
+- ``run_steps``: the optimiser steps of all runs together (a fork child trains from its fork step);
+- ``work``: run-steps x examples per step x parameters, a proxy for the multiply-adds of training
+  (the parameters are counted on torch's ``meta`` device).
+
+On this project's 1-thread CPU reference machine the demo (265 runs, 1.3e5 run-steps, 9e8 work)
+trains in about 30 s. :data:`LIMITS` refuses what would take days, or hang in planning, unless
+the caller passes ``force=True`` (``pathdep run --force``).
+
+>>> from pathdep.spec import parse_spec
+>>> spec = parse_spec({"name": "tiny", "process": {"task": "two_features", "steps": 10, "batch_size": 8,
+...                    "model_args": {"hidden": [4]}}, "seeds": {"init": 3}})
+>>> estimate(spec).runs, estimate(spec).run_steps
+(3, 30)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from pathdep.errors import SpecError
+from pathdep.spec import ProcessSpec, StudySpec, build_process, process_of, resolve_process
+
+LIMITS = {"runs": 10_000, "run_steps": 10**9, "work": 10**14}
+WHAT = {"runs": "runs", "run_steps": "optimiser steps over all runs",
+        "work": "run-steps x batch x parameters"}
+FIELDS = {"runs": "seeds, variants and forks", "run_steps": "process.steps and the number of runs",
+          "work": "process.steps, batch_size, model_args and the number of runs"}
+
+
+@dataclass(frozen=True)
+class Cost:
+    """The size of a plan: runs, optimiser steps over all runs, and run-steps x batch x parameters."""
+
+    runs: int
+    run_steps: int
+    work: float
+
+
+def n_params(process: ProcessSpec) -> int:
+    """Parameters of one run of ``process``, counted without allocating them."""
+    _, model = build_process(process)
+    shapes = getattr(model, "param_shapes", None)
+    if callable(shapes):
+        return sum(math.prod(s) for s in shapes().values())
+    with torch.device("meta"):
+        params = model.init(torch.Generator())
+    return sum(math.prod(v.shape) for v in params.values())
+
+
+def _count(seeds: int | list[int]) -> int:
+    return seeds if isinstance(seeds, int) else len(seeds)
+
+
+def estimate(spec: StudySpec) -> Cost:
+    """The cost of training every run of ``spec`` from scratch (see the module docstring)."""
+    runs, run_steps, work = 0, 0, 0.0
+    groups = [("base", spec.process, spec.seeds)] + [
+        (v.name, resolve_process(spec.process, v.set, f"variants.{v.name}"), v.seeds or spec.seeds) for v in spec.variants]
+    for _, proc, seeds in groups:
+        n = _count(seeds.init) * _count(seeds.data)
+        runs, run_steps = runs + n, run_steps + n * proc.steps
+        work += n * proc.steps * proc.batch_size * n_params(proc)
+    for f in spec.forks:
+        proc = resolve_process(process_of(spec, f.parent), f.set, f"forks.{f.name}")
+        n = len(f.lambdas or [None]) * len(f.data_seeds)
+        runs, run_steps = runs + n, run_steps + n * (proc.steps - f.step)
+        work += n * (proc.steps - f.step) * proc.batch_size * n_params(proc)
+    return Cost(runs, run_steps, work)
+
+
+def check_cost(spec: StudySpec, force: bool = False) -> Cost:
+    """The estimate, or a :class:`SpecError` naming the first limit it passes (unless ``force``)."""
+    cost = estimate(spec)
+    for key, limit in LIMITS.items():
+        value = getattr(cost, key)
+        if value > limit and not force:
+            raise SpecError(
+                f"Study {spec.name!r} would train {value:.3g} {WHAT[key]}, above the limit of {limit:.3g} "
+                f"(set by {FIELDS[key]}); nothing was written. Shrink the spec, or pass --force "
+                f"(force=True) to train it anyway."
+            )
+    return cost
