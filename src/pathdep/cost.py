@@ -5,10 +5,10 @@ The estimate is arithmetic over the spec's sections (no run is listed, nothing i
 - ``runs``: variants x init seeds x data seeds, plus every fork child;
 - ``run_steps``: the optimiser steps of all runs together (a fork child trains from its fork step);
 - ``work``: run-steps x examples per step x parameters, a proxy for the multiply-adds of training
-  (the parameters are counted on torch's ``meta`` device).
+  (the batch is capped at the train set, and the parameters are counted on torch's ``meta`` device).
 
-On this project's 1-thread CPU reference machine the demo (265 runs, 1.3e5 run-steps, 9e8 work)
-trains in about 30 s. :data:`LIMITS` refuses what would take days, or hang in planning, unless
+On one CPU thread the demo (265 runs, 1.3e5 run-steps, 9e8 work) trains in about 30 s; the
+examples shipped with pathdep stay below 1e13 work. :data:`LIMITS` refuses what would take days, or hang in planning, unless
 the caller passes ``force=True`` (``pathdep run --force``).
 
 >>> from pathdep.spec import parse_spec
@@ -44,15 +44,19 @@ class Cost:
     work: float
 
 
-def n_params(process: ProcessSpec) -> int:
-    """Parameters of one run of ``process``, counted without allocating them."""
-    _, model = build_process(process)
+def step_work(process: ProcessSpec) -> int:
+    """Examples per step (the batch, capped at the train set) x parameters of one run of ``process``.
+
+    The parameters are counted without allocating them.
+    """
+    task, model = build_process(process)
     shapes = getattr(model, "param_shapes", None)
     if callable(shapes):
-        return sum(math.prod(s) for s in shapes().values())
-    with torch.device("meta"):
-        params = model.init(torch.Generator())
-    return sum(math.prod(v.shape) for v in params.values())
+        n = sum(math.prod(s) for s in shapes().values())
+    else:
+        with torch.device("meta"):
+            n = sum(math.prod(v.shape) for v in model.init(torch.Generator()).values())
+    return min(process.batch_size, len(task.train)) * n
 
 
 def _count(seeds: int | list[int]) -> int:
@@ -67,12 +71,12 @@ def estimate(spec: StudySpec) -> Cost:
     for _, proc, seeds in groups:
         n = _count(seeds.init) * _count(seeds.data)
         runs, run_steps = runs + n, run_steps + n * proc.steps
-        work += n * proc.steps * proc.batch_size * n_params(proc)
+        work += n * proc.steps * step_work(proc)
     for f in spec.forks:
         proc = resolve_process(process_of(spec, f.parent), f.set, f"forks.{f.name}")
         n = len(f.lambdas or [None]) * len(f.data_seeds)
         runs, run_steps = runs + n, run_steps + n * (proc.steps - f.step)
-        work += n * (proc.steps - f.step) * proc.batch_size * n_params(proc)
+        work += n * (proc.steps - f.step) * step_work(proc)
     return Cost(runs, run_steps, work)
 
 

@@ -11,7 +11,7 @@ outside its store.
 >>> valid_name("--study", "../escaped")
 Traceback (most recent call last):
 ...
-pathdep.errors.SpecError: The '--study' field must be a name of 1-100 letters, digits, '_', '.', '+' or '-', starting with a letter or digit. Got '../escaped' instead.
+pathdep.errors.SpecError: The '--study' option must be a name of 1-100 letters, digits, '_', '.', '+' or '-', starting with a letter or digit. Got '../escaped' instead.
 """
 
 from __future__ import annotations
