@@ -107,13 +107,14 @@ def usage_line(e: BaseException) -> str:
 
 def os_line(e: OSError) -> str:
     """One line for an operating-system refusal: the path, the reason and what to do."""
-    where = f" {e.filename!r}" if e.filename else ""
-    return (f"Cannot write or read{where}: {OS_ERRORS[e.errno]} ({errno.errorcode[e.errno]}: {e.strerror}). "
-            "Free space or choose a store you can write (--store).")
+    where = f"{e.filename!r}" if e.filename else "a file"
+    return (f"Cannot write or read {where}: {OS_ERRORS[e.errno]} ({errno.errorcode[e.errno]}: {e.strerror}). "
+            "Free space, or choose a store or path you can write (--store, --out).")
 
 
 def _fail(message: str, code: int) -> int:
-    typer.secho(f"error: {message}", err=True, fg="red")
+    for line in message.splitlines() or [""]:  # a spec with several faults: one line each
+        typer.secho(f"error: {line}", err=True, fg="red")
     return code
 
 

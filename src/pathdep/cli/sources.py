@@ -66,10 +66,11 @@ def import_suite(
 
     row = get_suite(suite)
     chosen_seeds, chosen_steps = parse_ints(seeds, "seeds", row.seeds), parse_ints(steps, "steps", row.steps)
+    probe_text = read_text("--text", text) if text is not None else None
     with progress_bars(console) as bar:
         s = run_import(row, chosen_seeds, chosen_steps, store, study=study, cache_dir=cache_dir,
                        local_files_only=True if offline else None, seq_len=seq_len,
-                       text=read_text("--text", text) if text is not None else None,
+                       text=probe_text,
                        progress=lambda done, total: bar("import (checkpoints)", done, total))
     console.print(f"study [bold]{s.name}[/]: {len(s.runs())} runs x {len(chosen_steps)} steps → {s.root}")
     console.print(f"next: pathdep measure {s.name} --store {store}")
