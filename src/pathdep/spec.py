@@ -21,6 +21,7 @@ import json
 import math
 import re
 import tomllib
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -385,10 +386,31 @@ def resolve_process(base: ProcessSpec, overrides: dict[str, Any], where: str) ->
         _set_dotted(data, key, value, where)
     prefix = f"{where}→process." if overrides else "process."
     proc = _validate(ProcessSpec, data, prefix)
-    _validate(TASKS[proc.task].args, proc.task_args, prefix + "task_args.")
-    _validate(MODELS[proc.model].args, proc.model_args, prefix + "model_args.")
+    for schema, args, where in ((TASKS[proc.task].args, proc.task_args, "task_args."),
+                                (MODELS[proc.model].args, proc.model_args, "model_args.")):
+        _strict_scalars(schema, args, prefix + where)
+        _validate(schema, args, prefix + where)
     _cross_checks(proc, prefix)
     return proc
+
+
+def _accepts_bool(annotation: Any) -> bool:
+    return annotation is bool or any(_accepts_bool(a) for a in typing.get_args(annotation))
+
+
+def _strict_scalars(model: type[BaseModel], data: dict[str, Any], prefix: str) -> None:
+    """What pydantic's lax mode would let through in a registry's arguments: a boolean where the
+    field takes no boolean (``n_train = true`` read as 1), and infinite or NaN floats."""
+    for name, field in model.model_fields.items():
+        stack = [(name, data.get(name))]
+        while stack:
+            path, v = stack.pop()
+            if isinstance(v, (list, tuple)):
+                stack += [(f"{path}[{i}]", x) for i, x in enumerate(v)]
+            elif isinstance(v, bool) and not _accepts_bool(field.annotation):
+                raise bad_value(prefix + path, v, "a number, not a boolean")
+            elif isinstance(v, float) and not math.isfinite(v):
+                raise bad_value(prefix + path, v, "a finite number")
 
 
 def _cross_checks(proc: ProcessSpec, prefix: str) -> None:
