@@ -186,9 +186,9 @@ ARGS = [
     ("report-escape", ["report", "../../etc", "--store", "{store}"], ["'STUDY'", "'../../etc'"]),
     ("report-long", ["report", "r" * 300, "--store", "{store}"], ["'STUDY'", "1-100"]),
     # measure options
-    ("step-not-checkpoint", ["measure", "tiny", "--store", "{store}", "--step", "7"], ["'--step'", "7", "[0, 10, 20]"]),
-    ("step-negative", ["measure", "tiny", "--store", "{store}", "--step", "-1"], ["'--step'", "-1", "[0, 10, 20]"]),
-    ("step-beyond", ["measure", "tiny", "--store", "{store}", "--step", "0", "--step", "30"], ["'--step'", "30"]),
+    ("step-not-checkpoint", ["measure", "tiny", "--store", "{store}", "--step", "7"], ["measure step 7", "0, 10, 20", "--step"]),
+    ("step-negative", ["measure", "tiny", "--store", "{store}", "--step", "-1"], ["measure step -1", "0, 10, 20", "--step"]),
+    ("step-beyond", ["measure", "tiny", "--store", "{store}", "--step", "0", "--step", "30"], ["measure step 30", "--step"]),
     ("cohort-negative", ["measure", "tiny", "--store", "{store}", "--max-cohort", "-3"], ["'--max-cohort'", "-3", ">= 2"]),
     ("cohort-one", ["measure", "tiny", "--store", "{store}", "--max-cohort", "1"], ["'--max-cohort'", "1", "0 for all runs"]),
     ("examples-negative", ["measure", "tiny", "--store", "{store}", "--max-examples", "-5"], ["'--max-examples'", "-5", ">= 1"]),

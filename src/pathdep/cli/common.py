@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from pathdep.errors import bad_value
+from pathdep.errors import SpecError, bad_value
 from pathdep.names import valid_name
 from pathdep.study import Study
 
@@ -136,6 +136,7 @@ def check_steps(study: Study, steps: list[int] | None) -> None:
         planned.update(resolve() if callable(resolve) else study.steps(r.name))
     for step in steps:
         if step not in planned:
-            shown = sorted(planned)
-            listed = shown if len(shown) <= 12 else f"{shown[:6]} ... {shown[-3:]} ({len(shown)} in all)"
-            raise bad_value("--step", step, f"a checkpoint step of the study's runs: {listed}")
+            known = sorted(planned)
+            shown = known if len(known) <= 12 else [*known[:6], "...", *known[-3:]]
+            raise SpecError(f"The measure step {step} is not a checkpoint step of study {study.name!r}: expected one of "
+                            f"{', '.join(map(str, shown)) or 'none yet'} (--step, or the [measure] steps of its spec).")
