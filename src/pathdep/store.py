@@ -69,7 +69,7 @@ def write_atomic(path: Path, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException as e:  # a full disk or a kill: leave no partial temp file behind
+    except BaseException as e:  # a full disk or an interrupt: leave no partial temp file behind
         tmp.unlink(missing_ok=True)
         if isinstance(e, OSError) and e.filename is None:  # say which file (a full disk does not)
             raise OSError(e.errno, e.strerror, str(path)) from e
