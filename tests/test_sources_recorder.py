@@ -135,7 +135,7 @@ def test_factory_model_records_and_applies_like_the_module(tmp_path, monkeypatch
         torch.manual_seed(seed)
         nets.append(mod.make_net())
         rec.save(f"seed{seed}", 0, nets[-1])
-    study = Study.open(tmp_path, "fac")
+    study = Study.open(tmp_path, "fac", factories={"test_sources_recorder:make_net": mod.make_net})
     model = study.model()
     assert model.hook_names == ("1", "logits")
     x = study.task.test.x[:20]

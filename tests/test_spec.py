@@ -83,3 +83,62 @@ def test_spec_hash_ignores_defaults_but_not_changes():
 ])
 def test_checkpoint_schedules(spec, total, expected):
     assert spec.resolve(total) == expected
+
+
+LAX = [
+    # what pydantic's lax mode would have read as something else
+    ({"process.steps": True}, ["process.steps", "True", "valid integer"]),
+    ({"process.steps": 2.0}, ["process.steps", "2.0", "valid integer"]),
+    ({"process.optimizer.lr": float("inf")}, ["process.optimizer.lr", "inf", "finite"]),
+    ({"process.optimizer.lr": True}, ["process.optimizer.lr", "True", "valid number"]),
+    ({"seeds.init": [0, True]}, ["seeds.init[1]", "True", "valid integer"]),
+    ({"process.task_args.n_train": True}, ["process.task_args.n_train", "True", "not a boolean"]),
+    ({"process.task_args.margin": float("nan")}, ["process.task_args.margin", "nan", "finite"]),
+]
+
+
+@pytest.mark.parametrize("changes,words", LAX, ids=[str(i) for i in range(len(LAX))])
+def test_no_lax_coercion_of_numbers(changes, words):
+    with pytest.raises(SpecError) as info:
+        parse_spec(tiny(**changes))
+    assert len(str(info.value).splitlines()) == 1
+    for w in words:
+        assert w in str(info.value)
+
+
+def test_an_int_or_list_field_reports_only_the_branch_the_value_chose():
+    with pytest.raises(SpecError) as info:
+        parse_spec(tiny(**{"seeds.init": [0, -3]}))
+    assert str(info.value) == "The 'seeds.init[1]' field must be greater than or equal to 0. Got -3 instead."
+
+
+def test_the_cost_estimate_counts_what_the_plan_trains():
+    """The arithmetic estimate against the plan itself (variants with their own seeds, forks, lambdas)."""
+    from pathdep.cost import estimate, sizes
+
+    spec = parse_spec(tiny(**{
+        "seeds.init": 3, "seeds.data": [0, 1],
+        "variants": [{"name": "wide", "set": {"model_args.hidden": [1, 32]}, "seeds": {"init": [5, 7, 9]}}],
+        "forks": [{"name": "k20", "parent": "base-i1-d0", "step": 20, "data_seeds": [2, 3]},
+                  {"name": "nudge", "parent": "wide-i5-d0", "step": 40, "data_seeds": [0], "toward": "wide-i7-d0",
+                   "lambdas": [0.25, 0.5, 1.0]}],
+    }))
+    plan = plan_runs(spec)
+    cost = estimate(spec)
+    assert cost.runs == len(plan) == 6 + 3 + 2 + 3
+    assert cost.run_steps == sum(r.process.steps - r.fork_step for r in plan)
+    assert cost.work == sum((r.process.steps - r.fork_step) * sizes(r.process)[0] * sizes(r.process)[1] for r in plan)
+    from pathdep.spec import build_process
+
+    _, model = build_process(plan[0].process)
+    assert sizes(plan[0].process)[1] == sum(v.numel() for v in model.init(__import__("torch").Generator()).values())
+
+
+def test_fork_references_are_checked_without_listing_the_plan():
+    from pathdep.spec import is_planned
+
+    spec = parse_spec(tiny(**{"seeds.init": 4, "seeds.data": [3, 8], "variants": [{"name": "v", "seeds": {"init": [7]}}]}))
+    names = {r.name for r in plan_runs(spec)}
+    assert all(is_planned(spec, n) for n in names)
+    for other in ["base-i4-d3", "base-i0-d0", "v-i0-d3", "v-i07-d3", "ghost-i0-d3", "base-i1-d3x", "base"]:
+        assert other not in names and not is_planned(spec, other)

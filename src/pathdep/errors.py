@@ -33,6 +33,12 @@ class ChangedRunsError(StoreError):
     exit_code = 2
 
 
+class TrustError(PathdepError):
+    """A store names code to run (a model factory) that the caller did not pass explicitly."""
+
+    exit_code = 2
+
+
 class IncompatibleError(PathdepError):
     """Two checkpoints cannot be compared (different keys, shapes or architecture)."""
 
@@ -44,5 +50,8 @@ def bad_value(field: str, value: object, expected: str) -> SpecError:
 
     >>> str(bad_value("optimizer.lr", -1, "a float > 0"))
     "The 'optimizer.lr' field must be a float > 0. Got -1 instead."
+    >>> str(bad_value("--workers", -1, "a count >= 0"))
+    "The '--workers' option must be a count >= 0. Got -1 instead."
     """
-    return SpecError(f"The {field!r} field must be {expected}. Got {value!r} instead.")
+    kind = "option" if field.startswith("-") else "argument" if field.isupper() else "field"
+    return SpecError(f"The {field!r} {kind} must be {expected}. Got {value!r} instead.")

@@ -21,16 +21,35 @@ import json
 import math
 import re
 import tomllib
+import typing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
+from pathdep import names
 from pathdep.errors import SpecError, bad_value
 from pathdep.registry import MODELS, TASKS
 
-NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$"
+NAME_RE = names.NAME_RE
+MAX_STEPS = 10_000_000  # a run's loss log (one float per step) travels in every checkpoint
+MAX_SEED = 2**63 - 1
+
+
+def _name(v: str) -> str:
+    if not names.is_name(v):
+        raise PydanticCustomError("name", "Input should be " + names.EXPECTED.format(n=names.MAX_LENGTH))
+    return v
+
+
+# Integers are strict (``steps = true`` or ``2.5`` is refused, not read as 1 or 2); floats are
+# finite and never booleans. Names become paths, so they follow :mod:`pathdep.names`.
+Int = Annotated[int, Strict()]
+Float = Annotated[float, Strict(), Field(allow_inf_nan=False)]
+Seed = Annotated[int, Strict(), Field(ge=0, le=MAX_SEED)]
+Name = Annotated[str, AfterValidator(_name)]
 
 
 class _Strict(BaseModel):
@@ -41,11 +60,11 @@ class OptimizerSpec(_Strict):
     """Per-run optimizer with torch.optim semantics (applied elementwise to stacked parameters)."""
 
     name: Literal["sgd", "adam", "adamw"] = "adam"
-    lr: float = Field(1e-3, gt=0, description="peak learning rate")
-    weight_decay: float = Field(0.0, ge=0)
-    momentum: float = Field(0.0, ge=0, lt=1, description="SGD momentum")
-    betas: tuple[float, float] = (0.9, 0.999)
-    eps: float = Field(1e-8, gt=0)
+    lr: Float = Field(1e-3, gt=0, le=10, description="peak learning rate")
+    weight_decay: Float = Field(0.0, ge=0, le=10)
+    momentum: Float = Field(0.0, ge=0, lt=1, description="SGD momentum")
+    betas: tuple[Float, Float] = (0.9, 0.999)
+    eps: Float = Field(1e-8, gt=0, le=1)
 
     @field_validator("betas")
     @classmethod
@@ -62,9 +81,9 @@ class CheckpointSpec(_Strict):
     ``every`` (or the end) and multiples of ``every`` after; ``steps`` lists extra steps.
     """
 
-    every: int | None = Field(None, gt=0)
-    log: bool = False
-    steps: tuple[int, ...] = ()
+    every: Int | None = Field(None, gt=0)
+    log: Annotated[bool, Strict()] = False
+    steps: tuple[Int, ...] = ()
 
     @field_validator("steps")
     @classmethod
@@ -92,10 +111,10 @@ class InterventionSpec(_Strict):
     """Change the training batches in steps [start, end): a fraction ``strength`` of each batch."""
 
     kind: str
-    start: int = Field(0, ge=0)
-    end: int = Field(..., gt=0)
-    strength: float = Field(0.1, ge=0, le=1)
-    seed: int = Field(0, description="seed of the intervention's own stream")
+    start: Int = Field(0, ge=0)
+    end: Int = Field(..., gt=0)
+    strength: Float = Field(0.1, ge=0, le=1)
+    seed: Seed = Field(0, description="seed of the intervention's own stream")
 
     @model_validator(mode="after")
     def _window(self) -> InterventionSpec:
@@ -113,9 +132,9 @@ class ProcessSpec(_Strict):
     model_args: dict[str, Any] = Field(default_factory=dict)
     optimizer: OptimizerSpec = OptimizerSpec()
     schedule: Literal["constant", "cosine"] = "constant"
-    warmup_steps: int = Field(0, ge=0)
-    steps: int = Field(..., gt=0)
-    batch_size: int = Field(..., gt=0, description="examples per step (capped at the train set size)")
+    warmup_steps: Int = Field(0, ge=0)
+    steps: Int = Field(..., gt=0, le=MAX_STEPS)
+    batch_size: Int = Field(..., gt=0, le=2**31 - 1, description="examples per step (capped at the train set size)")
     checkpoints: CheckpointSpec = CheckpointSpec()
     intervention: InterventionSpec | None = None
     init_from: str | None = Field(
@@ -143,8 +162,8 @@ class ProcessSpec(_Strict):
 class SeedsSpec(_Strict):
     """Init and data-order seeds, crossed. An int n means 0..n-1."""
 
-    init: int | list[int] = Field(1)
-    data: int | list[int] = Field(1)
+    init: Int | list[Seed] = Field(1)
+    data: Int | list[Seed] = Field(1)
 
     @staticmethod
     def _expand(v: int | list[int]) -> list[int]:
@@ -169,7 +188,7 @@ class SeedsSpec(_Strict):
 class VariantSpec(_Strict):
     """A named setup change: dotted overrides of the process, e.g. ``{"optimizer.lr": 1e-2}``."""
 
-    name: str = Field(..., pattern=NAME_RE)
+    name: Name
     set: dict[str, Any] = Field(default_factory=dict)
     seeds: SeedsSpec | None = Field(None, description="seeds of this variant (default: the study's)")
 
@@ -181,12 +200,12 @@ class ForkSpec(_Strict):
     ``set`` changes the process from the fork on (a branch with a change).
     """
 
-    name: str = Field(..., pattern=NAME_RE)
+    name: Name
     parent: str
-    step: int = Field(..., ge=0)
-    data_seeds: list[int] = Field(..., min_length=1)
+    step: Int = Field(..., ge=0)
+    data_seeds: list[Seed] = Field(..., min_length=1)
     toward: str | None = None
-    lambdas: list[float] = Field(default_factory=list)
+    lambdas: list[Float] = Field(default_factory=list)
     set: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")
@@ -201,16 +220,16 @@ class ForkSpec(_Strict):
 class MeasureSpec(_Strict):
     """How ``pathdep measure`` (and the demo) measure the study by default; training ignores it."""
 
-    n_alpha: int = Field(21, ge=2, description="interpolation points per pair, ends included")
-    steps: tuple[int, ...] | None = Field(None, description="checkpoint steps of the per-step tables (default all)")
-    max_cohort: int | None = Field(32, ge=2, description="runs per cohort in barriers and soups")
-    max_examples: int | None = Field(None, ge=1, description="examples per split in barriers and ablations")
+    n_alpha: Int = Field(21, ge=2, le=10_000, description="interpolation points per pair, ends included")
+    steps: tuple[Annotated[Int, Field(ge=0)], ...] | None = Field(None, description="checkpoint steps of the per-step tables (default all)")
+    max_cohort: Int | None = Field(32, ge=2, description="runs per cohort in barriers and soups")
+    max_examples: Int | None = Field(None, ge=1, description="examples per split in barriers and ablations")
 
 
 class StudySpec(_Strict):
     """A whole study: one process, its seeds, variants and forks."""
 
-    name: str = Field(..., pattern=NAME_RE)
+    name: Name
     description: str = ""
     process: ProcessSpec
     seeds: SeedsSpec = SeedsSpec()
@@ -251,11 +270,28 @@ def _join(prefix: str, path: str) -> str:
     return prefix + path if prefix.endswith(".") or not prefix else f"{prefix}.{path}"
 
 
+_UNION_TAG = re.compile(r"^(constrained-)?int$|^list\[.*\]$")
+
+
+def _other_branch(e: dict[str, Any]) -> bool:
+    """An error of the union branch (``int | list[int]``) that the input's type did not choose."""
+    tags = [p for p in e["loc"] if isinstance(p, str) and _UNION_TAG.match(p)]
+    if not tags:
+        return False
+    return (isinstance(e.get("input"), list) and not tags[0].startswith("list[")) or e["type"] == "list_type"
+
+
+def _shown(value: Any) -> Any:
+    return value[:60] + "..." + value[-20:] if isinstance(value, str) and len(value) > 120 else value
+
+
 def _lines(err: ValidationError, prefix: str = "") -> list[str]:
     lines = []
     for e in err.errors():
-        path = _join(prefix, _dotted(tuple(p for p in e["loc"] if not (isinstance(p, str) and p in ("int", "list[int]")))))
-        value = e.get("input")
+        if _other_branch(e):
+            continue
+        path = _join(prefix, _dotted(tuple(p for p in e["loc"] if not (isinstance(p, str) and _UNION_TAG.match(p)))))
+        value = _shown(e.get("input"))
         if e["type"] == "extra_forbidden":
             lines.append(f"Unknown field {path!r} (value {value!r}); check its spelling.")
             continue
@@ -288,7 +324,6 @@ def parse_spec(data: dict[str, Any]) -> StudySpec:
             raise SpecError(f"The 'variants[{i}].name' field must be unique. Got {v.name!r} twice.")
         names.append(v.name)
         resolve_process(base, v.set, f"variants[{i}].set")
-    runs = {r.name for r in plan_runs(spec, check_forks=False)}
     fork_names: set[str] = set()
     for i, f in enumerate(spec.forks):
         if f.name in fork_names or f.name in names:
@@ -296,10 +331,10 @@ def parse_spec(data: dict[str, Any]) -> StudySpec:
         fork_names.add(f.name)
         for field in ("parent", "toward"):
             ref = getattr(f, field)
-            if ref is not None and ref not in runs:
+            if ref is not None and not is_planned(spec, ref):
                 raise SpecError(
                     f"The 'forks[{i}].{field}' field must name a run of this study. Got {ref!r} instead; "
-                    f"runs are named like {sorted(runs)[0]!r}."
+                    f"runs are named like {_first_run(spec)!r}."
                 )
         parent_proc = process_of(spec, f.parent)
         if f.step not in parent_proc.checkpoint_steps():
@@ -316,10 +351,16 @@ def parse_spec(data: dict[str, Any]) -> StudySpec:
 def load_toml(path: str | Path) -> StudySpec:
     """Read and validate a spec file."""
     path = Path(path)
+    if path.is_dir():
+        raise SpecError(f"Spec file {str(path)!r} is a directory; expected a TOML file.")
     if not path.is_file():
         raise SpecError(f"Spec file {str(path)!r} does not exist.")
     try:
-        data = tomllib.loads(path.read_text())
+        data = tomllib.loads(path.read_bytes().decode("utf-8"))
+    except OSError as e:
+        raise SpecError(f"Spec file {str(path)!r} cannot be read ({e.strerror or e}).") from None
+    except UnicodeDecodeError as e:
+        raise SpecError(f"Spec file {str(path)!r} is not UTF-8 text (byte {e.start}); expected a TOML file.") from None
     except tomllib.TOMLDecodeError as e:
         raise SpecError(f"{path}: not valid TOML: {e}") from None
     return parse_spec(data)
@@ -345,10 +386,31 @@ def resolve_process(base: ProcessSpec, overrides: dict[str, Any], where: str) ->
         _set_dotted(data, key, value, where)
     prefix = f"{where}→process." if overrides else "process."
     proc = _validate(ProcessSpec, data, prefix)
-    _validate(TASKS[proc.task].args, proc.task_args, prefix + "task_args.")
-    _validate(MODELS[proc.model].args, proc.model_args, prefix + "model_args.")
+    for schema, args, where in ((TASKS[proc.task].args, proc.task_args, "task_args."),
+                                (MODELS[proc.model].args, proc.model_args, "model_args.")):
+        _strict_scalars(schema, args, prefix + where)
+        _validate(schema, args, prefix + where)
     _cross_checks(proc, prefix)
     return proc
+
+
+def _accepts_bool(annotation: Any) -> bool:
+    return annotation is bool or any(_accepts_bool(a) for a in typing.get_args(annotation))
+
+
+def _strict_scalars(model: type[BaseModel], data: dict[str, Any], prefix: str) -> None:
+    """What pydantic's lax mode would let through in a registry's arguments: a boolean where the
+    field takes no boolean (``n_train = true`` read as 1), and infinite or NaN floats."""
+    for name, field in model.model_fields.items():
+        stack = [(name, data.get(name))]
+        while stack:
+            path, v = stack.pop()
+            if isinstance(v, (list, tuple)):
+                stack += [(f"{path}[{i}]", x) for i, x in enumerate(v)]
+            elif isinstance(v, bool) and not _accepts_bool(field.annotation):
+                raise bad_value(prefix + path, v, "a number, not a boolean")
+            elif isinstance(v, float) and not math.isfinite(v):
+                raise bad_value(prefix + path, v, "a finite number")
 
 
 def _cross_checks(proc: ProcessSpec, prefix: str) -> None:
@@ -389,6 +451,23 @@ class RunPlan:
              "init": self.init_seed, "data": self.data_seed, "parent": self.parent,
              "fork_step": self.fork_step, "toward": self.toward, "lam": self.lam}
         )
+
+
+def is_planned(spec: StudySpec, run_name: str) -> bool:
+    """Whether ``run_name`` is a run trained from init in the spec's plan (without listing the plan)."""
+    m = re.fullmatch(r"(.+)-i(\d+)-d(\d+)", run_name)
+    if m is None:
+        return False
+    variant, i, d = m.group(1), int(m.group(2)), int(m.group(3))
+    seeds = spec.seeds if variant == "base" else next((v.seeds or spec.seeds for v in spec.variants if v.name == variant), None)
+    if seeds is None or f"{variant}-i{i}-d{d}" != run_name:
+        return False
+    return all(n in range(s) if isinstance(s, int) else n in s for n, s in ((i, seeds.init), (d, seeds.data)))
+
+
+def _first_run(spec: StudySpec) -> str:
+    init, data = (v[0] if isinstance(v, list) else 0 for v in (spec.seeds.init, spec.seeds.data))
+    return f"base-i{init}-d{data}"
 
 
 def process_of(spec: StudySpec, run_name: str) -> ProcessSpec:
@@ -495,4 +574,4 @@ def _build_task(name: str, args_json: str):
 
 
 def valid_name(name: str) -> bool:
-    return re.match(NAME_RE, name) is not None
+    return names.is_name(name)

@@ -35,16 +35,17 @@ from safetensors.torch import save as st_save
 from torch import Tensor
 
 from pathdep.errors import CheckpointError, StoreError
+from pathdep.names import RUN_MAX_LENGTH, is_name, valid_name
 
 # --- paths -----------------------------------------------------------------------------------
 
 
 def study_dir(store: Path, study: str) -> Path:
-    return Path(store) / study
+    return Path(store) / valid_name("study", study)
 
 
 def run_dir(store: Path, study: str, run: str) -> Path:
-    return study_dir(store, study) / "runs" / run
+    return study_dir(store, study) / "runs" / valid_name("run", run, RUN_MAX_LENGTH)
 
 
 def checkpoint_name(step: int) -> str:
@@ -62,11 +63,17 @@ def write_atomic(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so that a reader sees the old file or the new one, never a mix."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as e:  # a full disk or an interrupt: leave no partial temp file behind
+        tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError) and e.filename is None:  # say which file (a full disk does not)
+            raise OSError(e.errno, e.strerror, str(path)) from e
+        raise
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
@@ -293,4 +300,4 @@ def list_studies(store: Path) -> list[str]:
     store = Path(store)
     if not store.is_dir():
         return []
-    return sorted(p.name for p in store.iterdir() if (p / "study.json").is_file())
+    return sorted(p.name for p in store.iterdir() if is_name(p.name) and (p / "study.json").is_file())

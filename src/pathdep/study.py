@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import re
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Executor, as_completed
 from itertools import groupby
 from pathlib import Path
@@ -25,6 +25,7 @@ import torch
 from torch import Tensor
 
 from pathdep import store as st
+from pathdep.cost import check_cost
 from pathdep.errors import SpecError, StoreError
 from pathdep.models.base import Model
 from pathdep.growth import Growth, plan_growth
@@ -40,9 +41,15 @@ Progress = Callable[[str, int, int], None]  # (label, done, total)
 
 
 class Study(st.StoredStudy):
-    """The runs of one spec in one store. Construct with :meth:`from_toml`, :meth:`from_dict` or :meth:`open`."""
+    """The runs of one spec in one store. Construct with :meth:`from_toml`, :meth:`from_dict` or :meth:`open`.
 
-    def __init__(self, spec: StudySpec, store: str | Path | None = None, source: str | None = None) -> None:
+    A spec whose estimated cost passes :data:`pathdep.cost.LIMITS` is refused before its runs
+    are planned, unless ``force=True``.
+    """
+
+    def __init__(self, spec: StudySpec, store: str | Path | None = None, source: str | None = None,
+                 force: bool = False) -> None:
+        check_cost(spec, force)
         self.spec = spec
         self.store = Path(store) if store is not None else DEFAULT_STORE
         self.source = source
@@ -53,22 +60,26 @@ class Study(st.StoredStudy):
 
     # --- construction --------------------------------------------------------------------
     @classmethod
-    def from_toml(cls, path: str | Path, store: str | Path | None = None) -> Study:
-        return cls(load_toml(path), store, Path(path).read_text())
+    def from_toml(cls, path: str | Path, store: str | Path | None = None, force: bool = False) -> Study:
+        return cls(load_toml(path), store, Path(path).read_text(), force=force)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], store: str | Path | None = None) -> Study:
-        return cls(parse_spec(data), store)
+    def from_dict(cls, data: dict[str, Any], store: str | Path | None = None, force: bool = False) -> Study:
+        return cls(parse_spec(data), store, force=force)
 
     @classmethod
-    def open(cls, store: str | Path, name: str) -> Study:
-        """A study already in a store, from its saved spec."""
+    def open(cls, store: str | Path, name: str, factories: Mapping[str, Callable[[], Any]] | None = None) -> Study:
+        """A study already in a store, from its saved spec.
+
+        An imported or recorded study whose model is a factory is built only by a factory the caller
+        passes: ``factories={"package.module:function": function}`` (a store's code is never imported).
+        """
         meta = st.read_study_meta(Path(store), name)
         if "source" in meta:  # imported or recorded checkpoints (pathdep.sources)
             from pathdep.sources.external import ExternalStudy
 
-            return ExternalStudy.open(store, name)
-        return cls(parse_spec(meta["spec"]), store)
+            return ExternalStudy.open(store, name, factories)
+        return cls(parse_spec(meta["spec"]), store, force=True)  # its cost was accepted when it was created
 
     # --- identity --------------------------------------------------------------------------
     @property
@@ -290,7 +301,7 @@ class Study(st.StoredStudy):
 
 def _train_job(store: str, spec: dict[str, Any], runs: list[str]) -> None:
     """Train one population in a worker (the driver holds the study's lock)."""
-    study = Study(parse_spec(spec), store)
+    study = Study(parse_spec(spec), store, force=True)
     group = [study._plan_of(r) for r in runs]
     study._train_group(group, {r.name: study._resume_state(r) for r in group}, lambda n: None)
 

@@ -1,11 +1,15 @@
 """The ``pathdep`` command line. Each command group lives in its own module of this package.
 
-Errors a user can cause (:class:`pathdep.errors.PathdepError`) are printed on one line and end the
-process with their exit code (2 for a malformed spec or argument); no traceback.
+Errors a user can cause are printed on one line and end the process with an exit code, never a
+traceback: a malformed spec, argument or option exits 2 (:class:`pathdep.errors.PathdepError`
+subclasses carry their own code, usage errors of the parser exit 2), and so does a store the
+operating system refuses to write (full disk, read-only or foreign file system, permissions).
+:func:`invoke` is that boundary; ``main`` (the ``pathdep`` script) calls it.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 
@@ -18,6 +22,16 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+# errors the operating system reports for a store or file the user pointed at
+OS_ERRORS = {
+    errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exceeded",
+    errno.EROFS: "the file system is read-only", errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted", errno.ENAMETOOLONG: "the file name is too long",
+    errno.ENOTDIR: "a part of the path is not a directory", errno.EISDIR: "it is a directory",
+    errno.ENOENT: "no such file or directory", errno.EFBIG: "the file is too large",
+    errno.EIO: "input/output error",
+}
 
 
 def configure_threads() -> None:
@@ -34,7 +48,7 @@ def configure_threads() -> None:
 def _register() -> None:
     from pathdep.cli import commands  # noqa: F401  (registers run, ls, demo)
 
-    for optional in ("measure", "report", "sources"):
+    for optional in ("measure", "report", "sources", "verify"):
         try:
             __import__(f"pathdep.cli.{optional}")
         except ModuleNotFoundError as e:
@@ -42,22 +56,97 @@ def _register() -> None:
                 raise
 
 
-def main() -> None:
-    from pathdep.errors import PathdepError
-
-    configure_threads()
-    _register()
+def _click_errors() -> tuple[type[BaseException], ...]:
+    """Usage-error classes: typer's vendored click (typer >= 0.22) and click itself (older typer)."""
+    found: list[type[BaseException]] = []
     try:
-        app(standalone_mode=False)
-    except PathdepError as e:
-        typer.secho(f"error: {e}", err=True, fg="red")
-        sys.exit(e.exit_code)
-    except typer.Abort:
-        sys.exit(130)
-    except Exception as e:  # click usage errors
+        from typer._click.exceptions import ClickException
+
+        found.append(ClickException)
+    except ImportError:
+        pass
+    try:
         import click
 
-        if isinstance(e, click.ClickException):
+        found.append(click.ClickException)
+    except ImportError:
+        pass
+    return tuple(found)
+
+
+def _aborts() -> tuple[type[BaseException], ...]:
+    found: list[type[BaseException]] = [typer.Abort, KeyboardInterrupt]
+    try:
+        import click
+
+        found.append(click.exceptions.Abort)
+    except ImportError:
+        pass
+    return tuple(found)
+
+
+def usage_line(e: BaseException) -> str:
+    """One line for a parser error: what was wrong, the value given and where the options are listed."""
+    msg = e.format_message().rstrip(".")  # type: ignore[attr-defined]
+    cause = e.__cause__
+    if cause is not None and hasattr(cause, "errors"):  # typer coerces values with pydantic
+        errs = cause.errors()
+        if errs and "input" in errs[0]:
+            msg += f". Got {errs[0]['input']!r} instead"
+    ctx = getattr(e, "ctx", None)
+    command = getattr(ctx, "command", None)
+    if command is not None:
+        if hasattr(command, "commands") and msg.startswith("No such command"):
+            msg += f"; the commands are {', '.join(sorted(command.commands))}"
+        elif type(e).__name__ == "NoSuchOption" and not getattr(e, "possibilities", None):
+            opts = sorted(o for p in command.params for o in getattr(p, "opts", ()) if o.startswith("--"))
+            msg += f"; the options of '{ctx.command_path}' are {', '.join(opts) or 'none'}"
+        return f"{msg} (see '{ctx.command_path} --help')."
+    return msg + "."
+
+
+def os_line(e: OSError) -> str:
+    """One line for an operating-system refusal: the path, the reason and what to do."""
+    where = f"{e.filename!r}" if e.filename else "a file"
+    return (f"Cannot write or read {where}: {OS_ERRORS[e.errno]} ({errno.errorcode[e.errno]}: {e.strerror}). "
+            "Free space, or choose a store or path you can write (--store, --out).")
+
+
+def _fail(message: str, code: int) -> int:
+    for line in message.splitlines() or [""]:  # a spec with several faults: one line each
+        typer.secho(f"error: {line}", err=True, fg="red")
+    return code
+
+
+def invoke(argv: list[str] | None = None) -> int:
+    """Run the command line on ``argv`` (default ``sys.argv[1:]``) and return its exit code.
+
+    Errors a user can cause become one line on stderr (see the module docstring); anything else
+    is a bug and keeps its traceback.
+    """
+    from pathdep.errors import PathdepError
+
+    try:
+        result = app(args=argv, prog_name="pathdep", standalone_mode=False)
+    except PathdepError as e:
+        return _fail(str(e), e.exit_code)
+    except _click_errors() as e:
+        if type(e).__name__ == "NoArgsIsHelpError":
             e.show()
-            sys.exit(e.exit_code)
-        raise
+            return 0
+        return _fail(usage_line(e), 2)
+    except _aborts():
+        return 130
+    except OSError as e:
+        if e.errno == errno.EPIPE:
+            return 1
+        if e.errno not in OS_ERRORS:
+            raise
+        return _fail(os_line(e), 2)
+    return result if isinstance(result, int) else 0
+
+
+def main() -> None:
+    configure_threads()
+    _register()
+    sys.exit(invoke())

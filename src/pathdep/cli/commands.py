@@ -13,7 +13,8 @@ from rich.console import Console
 from rich.table import Table
 
 from pathdep.cli import app
-from pathdep.cli.common import StoreOpt
+from pathdep.cli.common import StoreOpt, check_name
+from pathdep.cli.options import check_ray, check_workers, ray_executor
 from pathdep.cli.progress import progress_bars
 from pathdep.study import DEFAULT_STORE, Study
 from pathdep import store as st
@@ -39,8 +40,7 @@ def train(study: Study, workers: int = 0, ray: str | None = None, replace: bool 
     console.print(f"study [bold]{study.name}[/]: {len(study.plan)} runs → {study.root}")
     for line in growth.lines():
         console.print(line, highlight=False)
-    executor = (RayExecutor(address=None if ray == "local" else ray) if ray
-                else local_executor(workers) if workers > 1 else None)
+    executor = (ray_executor(RayExecutor, ray) if ray else local_executor(workers) if workers > 1 else None)
     try:
         with progress_bars(console) as bar:
             study.run(progress=bar, executor=executor, replace=replace)
@@ -80,9 +80,12 @@ def spark(values: np.ndarray, bins: int = 10) -> str:
 def run(
     spec: Annotated[Path, typer.Argument(help="study spec (TOML)")],
     store: StoreOpt = DEFAULT_STORE,
-    workers: Annotated[int, typer.Option(help="train populations in this many worker processes")] = 0,
-    ray: Annotated[str | None, typer.Option(help="Ray cluster address ('auto', 'local' or host:port)")] = None,
+    workers: Annotated[int, typer.Option(help="train populations in this many worker processes",
+                                         callback=check_workers)] = 0,
+    ray: Annotated[str | None, typer.Option(help="Ray cluster address ('auto', 'local' or host:port)",
+                                            callback=check_ray)] = None,
     replace: Annotated[bool, typer.Option("--replace", help="retrain stored runs this spec changes, from scratch")] = False,
+    force: Annotated[bool, typer.Option("--force", help="train even a spec above the cost limits (pathdep.cost)")] = False,
 ) -> None:
     """Plan the runs of SPEC, train them (resuming where they stopped) and print a summary.
 
@@ -93,16 +96,12 @@ def run(
     trained, runs whose steps grew under a constant schedule continued; a change to stored runs
     is refused with the list of changed fields unless --replace.
     """
-    if workers < 0:
-        from pathdep.errors import bad_value
-
-        raise bad_value("--workers", workers, "a count >= 0")
-    train(Study.from_toml(spec, store), workers, ray, replace)
+    train(Study.from_toml(spec, store, force=force), workers, ray, replace)
 
 
 @app.command()
 def ls(
-    study: Annotated[str | None, typer.Argument(help="a study to list the runs of")] = None,
+    study: Annotated[str | None, typer.Argument(help="a study to list the runs of", callback=check_name("STUDY"))] = None,
     store: StoreOpt = DEFAULT_STORE,
 ) -> None:
     """List the studies of a store, or the runs and checkpoints of one study."""

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from pathdep.cli import app
-from pathdep.cli.common import StoreOpt, StudyArg, open_study
+from pathdep.cli.common import FactoryOpt, StoreOpt, StudyArg, at_least, check_file, check_tables, open_study
 from pathdep.cli.progress import progress_bars
 from pathdep.study import DEFAULT_STORE
 
@@ -31,11 +31,16 @@ def _show(df: pd.DataFrame, title: str) -> None:
 def measure(
     study: StudyArg,
     store: StoreOpt = DEFAULT_STORE,
-    only: Annotated[list[str] | None, typer.Option("--only", help="a table to compute (repeatable); default all")] = None,
-    n_alpha: Annotated[int | None, typer.Option(help="interpolation points per pair, ends included")] = None,
+    only: Annotated[list[str] | None, typer.Option("--only", help="a table to compute (repeatable); default all",
+                                                   callback=check_tables)] = None,
+    n_alpha: Annotated[int | None, typer.Option(help="interpolation points per pair, ends included",
+                                                callback=at_least("--n-alpha", 2))] = None,
     step: Annotated[list[int] | None, typer.Option("--step", help="a checkpoint step to measure (repeatable); default all")] = None,
-    max_cohort: Annotated[int | None, typer.Option(help="runs per cohort in barriers and soups (0: all)")] = None,
-    max_examples: Annotated[int | None, typer.Option(help="examples per split for barriers and importance (0: all)")] = None,
+    max_cohort: Annotated[int | None, typer.Option(help="runs per cohort in barriers and soups (0: all)",
+                                                   callback=at_least("--max-cohort", 2, "all runs"))] = None,
+    max_examples: Annotated[int | None, typer.Option(help="examples per split for barriers and importance (0: all)",
+                                                     callback=at_least("--max-examples", 1, "every example"))] = None,
+    factory: FactoryOpt = None,
 ) -> None:
     """Measure the finished runs of STUDY and write its tables (behaviour, CKA, barriers, soups, ...).
 
@@ -47,7 +52,7 @@ def measure(
     from pathdep.measure import measure_study
     from pathdep.measure.study import options_of
 
-    s = open_study(study, store)
+    s = open_study(study, store, factory)
     opts = options_of(s)
     if n_alpha is not None:
         opts = dataclasses.replace(opts, n_alpha=n_alpha)
@@ -68,9 +73,11 @@ def measure(
 
 @app.command()
 def compare(
-    ckpt_a: Annotated[Path, typer.Argument(help="checkpoint file (safetensors)")],
-    ckpt_b: Annotated[Path, typer.Argument(help="checkpoint file of the same architecture and task")],
-    n_alpha: Annotated[int, typer.Option(help="interpolation points, ends included")] = 21,
+    ckpt_a: Annotated[Path, typer.Argument(help="checkpoint file (safetensors)",
+                                           callback=check_file("CKPT_A", "a checkpoint file (safetensors)"))],
+    ckpt_b: Annotated[Path, typer.Argument(help="checkpoint file of the same architecture and task",
+                                           callback=check_file("CKPT_B", "a checkpoint file (safetensors)"))],
+    n_alpha: Annotated[int, typer.Option(help="interpolation points, ends included", callback=at_least("--n-alpha", 2))] = 21,
 ) -> None:
     """Barrier (raw and aligned), CKA per layer and behaviour agreement of two checkpoints."""
     from pathdep.measure import compare as compare_checkpoints

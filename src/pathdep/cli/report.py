@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 
 from pathdep.cli import app
-from pathdep.cli.common import StoreOpt, StudyArg, open_study
+from pathdep.cli.common import FactoryOpt, StoreOpt, StudyArg, check_dir_out, check_names, open_study
 from pathdep.cli.progress import progress_bars
 from pathdep.study import DEFAULT_STORE, Study
 
@@ -35,8 +35,11 @@ def write_report(study: Study, out: Path | None = None, others: list[str] = ()) 
 def report(
     study: StudyArg,
     store: StoreOpt = DEFAULT_STORE,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="output directory (default: STUDY/report)")] = None,
-    with_: Annotated[list[str] | None, typer.Option("--with", help="another reported study of the store, for GF (repeatable)")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="output directory (default: STUDY/report)",
+                                             callback=check_dir_out("--out"))] = None,
+    with_: Annotated[list[str] | None, typer.Option("--with", help="another reported study of the store, for GF (repeatable)",
+                                                    callback=check_names("--with"))] = None,
+    factory: FactoryOpt = None,
 ) -> None:
     """Write STUDY's path-dependence profile: report.html (self-contained), profile.json, and a table.
 
@@ -44,7 +47,7 @@ def report(
     measurements are absent are listed as not measured. With --with OTHER (three studies or more
     in all), GF reports the general factor across the studies' profiles.
     """
-    write_report(open_study(study, store), out, with_ or [])
+    write_report(open_study(study, store, factory), out, with_ or [])
 
 
 def stored_profile(store: Path, name: str):

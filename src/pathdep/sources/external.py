@@ -6,7 +6,10 @@ spec, and says how to rebuild its model and its task:
 
 - ``model``: ``{"kind": "hf", "auto_class", "config", "readout"}`` (a transformers model built from
   its config), ``{"kind": "family", "name", "args"}`` (a pathdep model family) or
-  ``{"kind": "factory", "factory": "package.module:function"}`` (an ``nn.Module`` factory);
+  ``{"kind": "factory", "factory": "package.module:function"}`` (an ``nn.Module`` factory, called
+  only when the reader passes it: ``factories={"package.module:function": function}``, or
+  ``--factory package.module:function`` on the command line; a store never makes pathdep import
+  the code it names);
 - ``task``: ``{"kind": "tokens", ...}`` (a probe text stored as ``probes.safetensors``, see
   :mod:`pathdep.sources.probes`) or ``{"kind": "registry", "name", "args"}`` (a pathdep task).
 
@@ -20,7 +23,7 @@ from __future__ import annotations
 import importlib
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -32,7 +35,7 @@ from safetensors.torch import load_file
 from torch import Tensor
 
 from pathdep import store as st
-from pathdep.errors import PathdepError, StoreError
+from pathdep.errors import SpecError, StoreError, TrustError
 from pathdep.models.base import Model, Params
 from pathdep.registry import MODELS, TASKS
 from pathdep.tasks.base import Task
@@ -112,41 +115,66 @@ def write_checkpoint(store: Path, study: str, run: str, step: int, params: Param
 # --- rebuilding models and tasks -----------------------------------------------------------------
 
 
-def _hf_model(spec: dict[str, Any], task: Task) -> Model:
+Factories = Mapping[str, Callable[[], torch.nn.Module]]
+AUTO_CLASSES = ("AutoModelForCausalLM", "AutoModelForMaskedLM")
+
+
+def _hf_model(spec: dict[str, Any], task: Task, factories: Factories) -> Model:
     import transformers
 
     from pathdep.sources.module import transformer_model
 
+    if spec.get("auto_class") not in AUTO_CLASSES:
+        raise StoreError(f"The model's 'auto_class' in study.json must be one of {list(AUTO_CLASSES)}. "
+                         f"Got {spec.get('auto_class')!r} instead; the store is damaged.")
     config = transformers.AutoConfig.for_model(**spec["config"])
     module = getattr(transformers, spec["auto_class"]).from_config(config)
     return transformer_model(module.float(), config, readout=spec.get("readout"))
 
 
-def _family_model(spec: dict[str, Any], task: Task) -> Model:
+def _family_model(spec: dict[str, Any], task: Task, factories: Factories) -> Model:
+    if spec.get("name") not in MODELS:
+        raise StoreError(f"The model family {spec.get('name')!r} in study.json is not one of {MODELS.names()}.")
     entry = MODELS[spec["name"]]
     return entry.build(entry.args.model_validate(spec.get("args") or {}), task.in_shape, task.n_outputs)
 
 
-def _factory_model(spec: dict[str, Any], task: Task) -> Model:
+def _factory_model(spec: dict[str, Any], task: Task, factories: Factories) -> Model:
     from pathdep.sources.module import ModuleModel
 
-    return ModuleModel.of(import_factory(spec["factory"])(), hooks=spec.get("hooks"))
+    return ModuleModel.of(trusted_factory(spec.get("factory"), factories)(), hooks=spec.get("hooks"))
+
+
+def trusted_factory(name: Any, factories: Factories) -> Callable[[], torch.nn.Module]:
+    """The factory the caller passed for the ``name`` a store gives; a :class:`TrustError` otherwise.
+
+    A store is data: the ``module:function`` it names is never imported on its say-so.
+    """
+    if isinstance(name, str) and name in factories:
+        return factories[name]
+    raise TrustError(
+        f"The study's model is built by the factory {name!r} named in its study.json; pathdep does not import "
+        f"code a store names. If you trust it, pass it explicitly: --factory {name} on the command line, or "
+        f"factories={{{name!r}: function}} to pathdep.Study.open in Python."
+    )
 
 
 def import_factory(path: str) -> Callable[[], torch.nn.Module]:
-    """The function named ``package.module:qualname``."""
+    """The function named ``package.module:qualname`` (only for a name the user gave, never a store's)."""
     mod, _, qual = path.partition(":")
+    if not mod or not qual:
+        raise SpecError(f"The model factory {path!r} must be written 'package.module:function'.")
     try:
         obj: Any = importlib.import_module(mod)
         for part in qual.split("."):
             obj = getattr(obj, part)
     except (ImportError, AttributeError):
-        raise PathdepError(f"The model factory {path!r} cannot be imported; it must be a module-level function "
+        raise SpecError(f"The model factory {path!r} cannot be imported; it must be a module-level function "
                            "('package.module:function') importable where the study is read.") from None
     return obj
 
 
-MODEL_KINDS: dict[str, Callable[[dict[str, Any], Task], Model]] = {
+MODEL_KINDS: dict[str, Callable[[dict[str, Any], Task, Factories], Model]] = {
     "hf": _hf_model, "family": _family_model, "factory": _factory_model,
 }
 
@@ -175,17 +203,19 @@ def _natural(name: str) -> list[Any]:
 class ExternalStudy(st.StoredStudy):
     """An imported or recorded study in a store; the reading API of :class:`pathdep.Study`."""
 
-    def __init__(self, store: str | Path, name: str, meta: dict[str, Any]) -> None:
+    def __init__(self, store: str | Path, name: str, meta: dict[str, Any], factories: Factories | None = None) -> None:
         self.store = Path(store)
         self.meta = meta
         self._name = name
+        self.factories = dict(factories or {})
 
     @classmethod
-    def open(cls, store: str | Path, name: str) -> ExternalStudy:
+    def open(cls, store: str | Path, name: str, factories: Factories | None = None) -> ExternalStudy:
+        """The study ``name`` of ``store``; ``factories`` maps the factory names a caller trusts to functions."""
         meta = st.read_study_meta(Path(store), name)
         if "source" not in meta:
             raise StoreError(f"Study {name!r} in {str(store)!r} was trained from a spec; open it with pathdep.Study.open.")
-        return cls(store, name, meta)
+        return cls(store, name, meta, factories)
 
     # --- identity ----------------------------------------------------------------------------
     @property
@@ -245,6 +275,8 @@ class ExternalStudy(st.StoredStudy):
     @cached_property
     def task(self) -> Task:
         spec = self.meta["task"]
+        if spec.get("kind") not in TASK_KINDS:
+            raise StoreError(f"The task kind {spec.get('kind')!r} in study.json is not one of {list(TASK_KINDS)}.")
         return TASK_KINDS[spec["kind"]](spec, self.root)
 
     def task_of(self, run: str) -> Task:
@@ -253,7 +285,9 @@ class ExternalStudy(st.StoredStudy):
     @cached_property
     def _model(self) -> Model:
         spec = self.meta["model"]
-        return MODEL_KINDS[spec["kind"]](spec, self.task)
+        if spec.get("kind") not in MODEL_KINDS:
+            raise StoreError(f"The model kind {spec.get('kind')!r} in study.json is not one of {list(MODEL_KINDS)}.")
+        return MODEL_KINDS[spec["kind"]](spec, self.task, self.factories)
 
     def model(self, run: str | None = None) -> Model:
         """The model every run of the study shares (one object, so runs group together)."""

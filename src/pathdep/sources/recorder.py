@@ -10,7 +10,8 @@
 [0]
 
 The model is a pathdep model family (``model="mlp"`` with ``model_args``) or an ``nn.Module``
-factory (a module-level function, so the study can be read again by ``pathdep measure``); the task
+factory (a module-level function, so the study can be read again: ``pathdep measure --factory
+package.module:function``, or ``Study.open(store, name, factories=...)``); the task
 is a registered pathdep task (``task`` and ``task_args``) whose probe sets the measurements use.
 Each :meth:`Recorder.save` writes one checkpoint atomically and commits it to the run's manifest.
 
@@ -78,15 +79,16 @@ class Recorder:
         task_spec = {"kind": "registry", "name": task,
                      "args": TASKS[task].args.model_validate(task_args or {}).model_dump(mode="json")}
         self.store, self.name, self.keys = Path(store), study, keys
+        self.factories = {} if isinstance(model, str) else {model_spec["factory"]: model}
         meta = {"name": study, "source": "recorder", "description": description, "model": model_spec, "task": task_spec}
         with st.locked(st.study_dir(self.store, study)):
             claim_study(self.store, study, meta, ("source", "model", "task"))
-        self._study = ExternalStudy.open(self.store, study)
+        self._study = ExternalStudy.open(self.store, study, self.factories)
         self._shapes = _shapes(self._study)
 
     def study(self) -> ExternalStudy:
         """The study as recorded so far (reading API of :class:`pathdep.Study`)."""
-        return ExternalStudy.open(self.store, self.name)
+        return ExternalStudy.open(self.store, self.name, self.factories)
 
     def save(self, run: str, step: int, module_or_params: nn.Module | Mapping[str, Tensor],
              loss: float | None = None, *, init_seed: int | None = None, data_seed: int | None = None) -> None:

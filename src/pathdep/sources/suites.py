@@ -38,7 +38,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pathdep.errors import PathdepError
+from pathdep.errors import SpecError
 
 CAUSAL = "AutoModelForCausalLM"
 MASKED = "AutoModelForMaskedLM"
@@ -104,18 +104,18 @@ SUITES: dict[str, Suite] = {s.name: s for s in _ROWS}
 
 
 def get_suite(name: str) -> Suite:
-    """The suite called ``name``; raises :class:`PathdepError` listing the known ones."""
+    """The suite called ``name``; raises :class:`SpecError` listing the known ones."""
     if name not in SUITES:
-        raise PathdepError(f"The 'suite' parameter must be one of {sorted(SUITES)}. Got {name!r} instead.")
+        raise SpecError(f"The 'suite' parameter must be one of {sorted(SUITES)}. Got {name!r} instead.")
     return SUITES[name]
 
 
 def check_selection(suite: Suite, seeds: list[int], steps: list[int]) -> None:
-    """Raise :class:`PathdepError` naming the first seed or step the suite does not publish."""
+    """Raise :class:`SpecError` naming the first seed or step the suite does not publish."""
     for what, asked, have in (("seeds", seeds, suite.seeds), ("steps", steps, suite.steps)):
         bad = [v for v in asked if v not in have]
         if bad:
-            raise PathdepError(
+            raise SpecError(
                 f"Suite {suite.name!r} has no {what[:-1]} {bad[0]}; its {what} are {_short(have)}."
             )
 
