@@ -40,8 +40,8 @@ DEMO = {
     "seeds": {"init": 6, "data": [0, 1]},
     "variants": [
         {"name": "lr_3e-3", "set": {"optimizer.lr": 3e-3}, "seeds": {"init": 3, "data": [0]}},
-        {"name": "xor_0_50_s0.6", "seeds": {"init": 5, "data": [0]},
-         "set": {"intervention": {"kind": "counterexamples_f2", "start": 0, "end": 50, "strength": 0.6}}},
+        {"name": "lin_0_50_s0.3", "seeds": {"init": 6, "data": [0]},
+         "set": {"intervention": {"kind": "counterexamples_f1", "start": 0, "end": 50, "strength": 0.3}}},
     ],
     "forks": [
         {"name": "k0", "parent": "base-i1-d0", "step": 0, "data_seeds": [11, 12]},
@@ -261,12 +261,12 @@ def test_intervention_effects_are_signed_as_intervened_minus_control(demo):
     runs = study.runs().set_index("run")
     last = study.spec.process.steps
     imm, fin = [], []
-    for run in runs.index[runs["variant"] == "xor_0_50_s0.6"]:
+    for run in runs.index[runs["variant"] == "lin_0_50_s0.3"]:
         control = f"base-i{runs.at[run, 'init_seed']}-d{runs.at[run, 'data_seed']}"
         imm.append(rel[(run, 50)] - rel[(control, 50)])
         fin.append(rel[(run, last)] - rel[(control, last)])
     fd = prof["F"]
-    v = fd.details["variants"]["xor_0_50_s0.6"]
+    v = fd.details["variants"]["lin_0_50_s0.3"]
     assert v["immediate"] == pytest.approx(np.mean(imm)) and v["final"] == pytest.approx(np.mean(fin))
     pooled = fd.details["pooled"]
     assert pooled["immediate"] == pytest.approx(np.mean(imm)) and pooled["final"] == pytest.approx(np.mean(fin))

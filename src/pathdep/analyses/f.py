@@ -95,14 +95,20 @@ def _first_steps_at_or_after(data: StudyData, runs: list[str], ends: list[int]) 
     return out
 
 
+def _interval(ci: tuple[float, float] | None) -> str:
+    return "" if ci is None else f" (95% CI {ci[0]:+.3f} to {ci[1]:+.3f})"
+
+
 def _effects(summary: dict[str, object], prop: str, ends: tuple[str, str] | None) -> str:
     """The verdict's clause for one set of signed effects (see :func:`effect_summary`)."""
     imm, fin = summary["immediate"], summary["final"]
+    imm_ci, fin_ci = (_interval(summary[f"{k}_ci"]) for k in ("immediate", "final"))
     if summary["immediate_detected"]:
-        text = (f"move {prop} by {imm:+.3f} right after the window, {direction(imm, prop, ends)}, and by "
-                f"{fin:+.3f} at the end: persistence {summary['persistence']:.2f}")
+        text = (f"move {prop} by {imm:+.3f}{imm_ci} right after the window, {direction(imm, prop, ends)}, and by "
+                f"{fin:+.3f}{fin_ci} at the end: persistence {summary['persistence']:.2f}")
     else:
-        text = f"show no immediate effect on {prop} (mean {imm:+.3f}), so no persistence; at the end {fin:+.3f}"
+        text = (f"show no immediate effect detected on {prop} ({imm:+.3f}{imm_ci}), so no persistence; "
+                f"at the end {fin:+.3f}{fin_ci}")
     if summary["final_detected"]:
         return text + f", a lasting push {direction(fin, prop, ends)}"
     return text + ", no lasting effect detected"
