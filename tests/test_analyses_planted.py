@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from pathdep.analyses import a, b, d, e, f, g, gf, h, lmc, stats, t, variance
+from pathdep.analyses.data import StudyData, analysis
 from pathdep.analyses.finding import Finding, Profile, not_measured
 
 
@@ -276,3 +277,54 @@ def test_profile_json_round_trip_keeps_every_field_but_the_plot():
     back = Profile.from_json(prof.to_json())
     assert back["A"].value == 0.5 and back["A"].ci == (0.1, 0.9) and back["A"].details == {"x": 1.5, "bad": None}
     assert back["A"].plot is None and not back["F"].measured and back.meta == {"runs": 3}
+
+
+# --- least data ----------------------------------------------------------------------------------
+class _Runs(StudyData):
+    """A StudyData whose reference population is given (no store behind it)."""
+
+    def __init__(self, runs, inits):
+        super().__init__(study=None)
+        self.__dict__["reference"] = runs
+        self._inits = inits
+
+    def seeds(self, runs):
+        import pandas as pd
+
+        return pd.DataFrame({"init_seed": self._inits, "data_seed": 0}, index=runs)
+
+
+def test_an_analysis_with_less_than_its_declared_data_says_what_it_needs():
+    calls = []
+
+    @analysis("X", min_runs=10, min_inits=5)
+    def analyse_x(data):
+        calls.append(len(data.reference))
+        return Finding("X", "x", 1.0, None, "measured")
+
+    assert analyse_x.needs == {"runs": 10, "inits": 5}
+    few = analyse_x(_Runs([f"r{i}" for i in range(3)], [0, 1, 2]))
+    assert not few.measured and few.verdict == "not measured in this study: needs >= 10 runs (got 3)"
+    one_init = analyse_x(_Runs([f"r{i}" for i in range(12)], [0] * 12))
+    assert one_init.verdict == "not measured in this study: needs >= 5 init seeds (got 1)"
+    assert calls == []  # never computed from too little
+    enough = analyse_x(_Runs([f"r{i}" for i in range(12)], [i % 6 for i in range(12)]))
+    assert enough.measured and calls == [12]
+    with pytest.raises(ValueError, match="min_seeds"):
+        analysis("X", min_seeds=3)
+
+
+def test_every_analysis_declares_its_least_data():
+    from pathdep.analyses import ANALYSES
+
+    for id, fn in ANALYSES.items():
+        assert fn.needs and all(n >= 1 for n in fn.needs.values()), id
+    assert ANALYSES["H"].needs == {"runs": 10, "inits": 5}  # grouped 5-fold by init seed
+    assert ANALYSES["E"].needs["runs"] >= 10 and ANALYSES["E"].needs["inits"] >= 5
+
+
+def test_a_held_out_r2_below_zero_reads_as_no_predictive_power():
+    assert h.reading(-29.4, (-133.0, -10.4), 0.0, "regress") == "no predictive power (held-out R² < 0)"
+    assert h.reading(0.42, (0.1, 0.6), 0.0, "regress") == "0.42"
+    assert h.reading(0.55, (0.45, 0.7), 0.5, "classify") == "0.55 (not above chance)"
+    assert h.reading(0.9, (0.8, 1.0), 0.5, "classify") == "0.90"
