@@ -138,7 +138,9 @@ def analyse_f(data: StudyData) -> Finding:
     signs = {np.sign(s["immediate"]) for s in per_variant.values() if s["immediate_detected"]}
     treated = data.prop(sol, treated_runs, last)
     dip, p_dip = stats.dip_test(treated)
-    details = {"property": sol, "effect": "intervened minus matched control", "variants": per_variant,
+    details = {"property": sol, "effect": "intervened minus matched control",
+               "interval": f"95% percentile bootstrap over matched pairs (none below {MIN_PAIRS} pairs)",
+               "variants": per_variant,
                "pooled": pooled, "final_dip_p": p_dip, "directions_agree": len(signs) <= 1}
     if ends:
         details |= {"low_means": ends[0], "high_means": ends[1]}
