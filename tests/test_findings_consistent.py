@@ -4,6 +4,7 @@
   data seeds, a setup variant, an intervention variant with matched controls, forks and a
   nudge: every question but TOK is measured;
 - ``small``: 6 runs (3 init x 2 data seeds): the questions that need more data say so;
+- ``seq``: a tiny language-model study (5 one-layer transformers), for TOK;
 - ``one``: a full-width first layer at a wide margin: every run ends on the linear solution, a
   one-cluster population (one data seed: with two, a run and its sibling of another data order
   end almost alike and pairs of siblings read as small clusters).
@@ -28,6 +29,7 @@ from pathdep import Study
 from pathdep.analyses import ANALYSES, a, b, c, d, e, f, g, h, lmc, profile, t, tok
 from pathdep.analyses.finding import Finding
 from pathdep.measure import MeasureOptions, measure_study
+from tests.helpers import SEQ
 
 PROCESS = {
     "task": "two_features", "model": "mlp", "steps": 150, "batch_size": 64,
@@ -55,15 +57,16 @@ SMALL = {"name": "small", "process": PROCESS | {"steps": 100}, "seeds": {"init":
 ONE = {"name": "one", "seeds": {"init": 12, "data": [0]},
        "process": PROCESS | {"steps": 100, "task_args": PROCESS["task_args"] | {"margin": 1.0},
                              "model_args": {"hidden": [16], "activations": ["relu"]}}}
+SEQ_STUDY = SEQ | {"seeds": {"init": 5}}
 OPTIONS = MeasureOptions(n_alpha=5, max_cohort=6, max_examples=100)
 MODULES: dict[str, ModuleType] = {"A": a, "B": b, "C": c, "D": d, "E": e, "F": f, "G": g, "H": h, "T": t,
                                   "LMC": lmc, "TOK": tok}
 
 
-def _build(spec, tmp_path_factory):
+def _build(spec, tmp_path_factory, which=None):
     study = Study.from_dict(spec, store=tmp_path_factory.mktemp(spec["name"]))
     study.run()
-    measure_study(study, options=OPTIONS)
+    measure_study(study, which=which, options=OPTIONS)
     return study, profile(study)
 
 
@@ -82,7 +85,12 @@ def one(tmp_path_factory):
     return _build(ONE, tmp_path_factory)
 
 
-STUDIES = ["demo", "small", "one"]
+@pytest.fixture(scope="module")
+def seq(tmp_path_factory):
+    return _build(SEQ_STUDY, tmp_path_factory, which=["properties", "behaviour"])
+
+
+STUDIES = ["demo", "small", "one", "seq"]
 
 # --- numbers in words ------------------------------------------------------------------------------
 # a number: not glued to a word or a decimal point before it (so names such as "xor_0_50_s0.1" hold
@@ -239,6 +247,27 @@ def test_the_one_cluster_study_reads_as_one_population(one):
     for id in ("E", "H"):
         assert not prof[id].measured and "same reliance" in prof[id].verdict, prof[id].verdict
     assert prof["A"].details["data_order"].startswith("not measured: needs >= 2 init seeds crossed with >= 2 data seeds")
+
+
+def test_the_language_model_study_answers_tok(seq):
+    _, prof = seq
+    assert prof["TOK"].measured, prof["TOK"].verdict
+
+
+def test_headlines_are_the_numbers_their_details_hold(demo, seq):
+    _, prof = demo
+    det = {id: prof[id].details for id in ("A", "B", "G", "H", "T", "F")}
+    a_ = det["A"]
+    assert prof["A"].value == pytest.approx(np.sqrt(max(a_["raw_std"] ** 2 - a_["noise_std"] ** 2, 0)))
+    assert prof["B"].value == pytest.approx(det["B"]["between"] / det["B"]["within"])
+    assert prof["T"].value == pytest.approx(det["T"]["agreement_over_time"] - det["T"]["agreement_between_runs"])
+    assert prof["H"].value == det["H"]["scores"]["static"] and list(prof["H"].ci) == det["H"]["score_ci"]["static"]
+    name = prof["G"].headline.removesuffix(", mid-training vs final")
+    assert prof["G"].value == pytest.approx(det["G"][f"{name} by step"][det["G"]["mid_step"]], abs=5e-5)
+    pooled = det["F"]["pooled"]
+    assert prof["F"].value == (pooled["persistence"] if pooled["immediate_detected"] else pooled["final"])
+    tok_ = seq[1]["TOK"]
+    assert tok_.value == tok_.details["spearman_final"]
 
 
 # --- the numbers against their definitions, from the stored tables --------------------------------

@@ -278,7 +278,7 @@ def analysis(id: str, applies: Callable[[StudyData], None] | None = None,
     wanted = {k.removeprefix("min_"): int(v) for k, v in minimum.items()}
     unknown = [k for k in minimum if not k.startswith("min_") or k.removeprefix("min_") not in COUNTS]
     if unknown:
-        raise ValueError(f"The minimum {unknown[0]!r} of analysis {id!r} must be one of "
+        raise ValueError(f"The keyword arguments of analysis({id!r}) must be minimums from "
                          f"{['min_' + c for c in COUNTS]}. Got {unknown[0]!r} instead.")
 
     def wrap(fn: Callable[[StudyData], Finding]) -> Callable[[Any], Finding]:

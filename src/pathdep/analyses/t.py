@@ -86,7 +86,8 @@ def _cka_pair(data: StudyData, runs: list[str], mid: int, rng: np.random.Generat
             warnings.simplefilter("ignore", RuntimeWarning)  # a resample without a measured pair
             w_boot = np.nanmean(within[idx], axis=1)
             b_boot = np.array([np.nanmean(between[np.ix_(k, k)][k[:, None] != k[None, :]]) for k in idx])
-        out[f"cka[{layer}]"] = {"over_time": float(np.nanmean(within)), "between_runs": float(np.nanmean(between[~np.eye(len(runs), dtype=bool)])),
+        off = ~np.eye(len(runs), dtype=bool)
+        out[f"cka[{layer}]"] = {"over_time": float(np.nanmean(within)), "between_runs": float(np.nanmean(between[off])),
                                 "over_time_ci": stats.percentile_ci(w_boot), "between_runs_ci": stats.percentile_ci(b_boot)}
     return out
 
