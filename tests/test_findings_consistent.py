@@ -235,6 +235,8 @@ def test_the_small_study_declares_what_it_lacks(small):
     assert "needs >= 2 setup variants" in prof["B"].verdict
     assert "needs >= 5 intervened runs with a matched control (got 0)" in prof["F"].verdict
     assert prof["A"].measured and prof["T"].measured
+    assert "data order (main + interaction)" in prof["A"].verdict  # 3 x 2 crossed seeds: split measured
+    assert prof["A"].details["inits_changed"] == "not measured: the final clusters (C) need >= 8 runs (got 6)"
 
 
 def test_the_one_cluster_study_reads_as_one_population(one):

@@ -19,8 +19,9 @@ When the population crosses init seeds with data-order seeds (:mod:`pathdep.anal
 
 Least data: 5 runs. The interval resamples runs; a resample of n runs takes one of
 C(2n - 1, n) distinct values (10 at n = 3, 126 at n = 5), too few below 5 for a percentile
-interval. The data-order split needs 2 init seeds crossed with 2 data seeds (else it is reported
-as not measured in the details).
+interval. The data-order split needs 2 init seeds crossed with 2 data seeds, and the count of
+changed inits as many runs as C's clusters need (else each is reported as not measured in the
+details).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 
 from pathdep.analyses import stats, variance
-from pathdep.analyses.c import final_clustering
+from pathdep.analyses.c import analyse_c, final_clustering
 from pathdep.analyses.data import StudyData, analysis
 from pathdep.analyses.finding import Finding
 
@@ -95,15 +96,7 @@ def _data_order(data: StudyData, runs: list[str]) -> tuple[dict[str, object], st
         why = (f"not measured: needs >= 2 init seeds crossed with >= 2 data seeds, every pair trained "
                f"(got {inits} x {datas}, {len(runs)} runs)")
         return {"data_order": why}, ""
-    cl = final_clustering(data)
-    labels = _crossed(seeds, cl.labels.astype(float))  # (I, D)
-    changed = variance.changed_inits(labels)
-    k, n = int(changed.sum()), int(changed.size)
-    lo, hi = variance.wilson(k, n)
-    details: dict[str, object] = {
-        "outcome": f"final cluster (of {cl.k})", "data_seeds": int(table.shape[1]),
-        "inits_changed": k, "inits_crossed": n, "inits_changed_fraction": k / n,
-        "inits_changed_fraction_ci": [lo, hi], "inits_changed_interval": "Wilson 95%, over inits"}
+    details: dict[str, object] = {"data_seeds": int(table.shape[1])}
     if np.ptp(table) > 0:
         shares = variance.crossed_components(table)
         details |= {f"share_{c}[{name}]": v for c, v in shares.items()}
@@ -113,6 +106,17 @@ def _data_order(data: StudyData, runs: list[str]) -> tuple[dict[str, object], st
     else:
         details["data_order"] = f"every run ends with the same {name}: no variance to split"
         verdict = f"; every run ends with the same {name}"
+    need = analyse_c.needs["runs"]
+    if len(runs) < need:
+        details["inits_changed"] = f"not measured: the final clusters (C) need >= {need} runs (got {len(runs)})"
+        return details, verdict
+    cl = final_clustering(data)
+    changed = variance.changed_inits(_crossed(seeds, cl.labels.astype(float)))  # (I,)
+    k, n = int(changed.sum()), int(changed.size)
+    lo, hi = variance.wilson(k, n)
+    details |= {"outcome": f"final cluster (of {cl.k})", "inits_changed": k, "inits_crossed": n,
+                "inits_changed_fraction": k / n, "inits_changed_fraction_ci": [lo, hi],
+                "inits_changed_interval": "Wilson 95%, over inits"}
     verdict += (f"; {k} of {n} inits ({k / n:.0%}, 95% CI {lo:.0%} to {hi:.0%}) change final cluster under "
                 f"another of {table.shape[1]} data orders")
     return details, verdict
