@@ -106,7 +106,7 @@ def _data_order(data: StudyData, runs: list[str]) -> tuple[dict[str, object], st
     else:
         details["data_order"] = f"every run ends with the same {name}: no variance to split"
         verdict = f"; every run ends with the same {name}"
-    need = analyse_c.needs["runs"]
+    need = analyse_c.needs.get("runs", 2)
     if len(runs) < need:
         details["inits_changed"] = f"not measured: the final clusters (C) need >= {need} runs (got {len(runs)})"
         return details, verdict
