@@ -249,7 +249,8 @@ def test_the_one_cluster_study_reads_as_one_population(one):
     assert not prof["D"].measured and "one cluster" in prof["D"].verdict
     for id in ("E", "H"):
         assert not prof[id].measured and "same reliance" in prof[id].verdict, prof[id].verdict
-    assert prof["A"].details["data_order"].startswith("not measured: needs >= 2 init seeds crossed with >= 2 data seeds")
+    why = prof["A"].details["data_order"]
+    assert why.startswith("not measured: needs >= 2 init seeds crossed with >= 2 data seeds"), why
 
 
 def test_the_language_model_study_answers_tok(seq):
@@ -307,7 +308,8 @@ def test_intervention_effects_are_signed_as_intervened_minus_control(demo):
     pooled = fd.details["pooled"]
     assert pooled["immediate"] == pytest.approx(np.mean(imm)) and pooled["final"] == pytest.approx(np.mean(fin))
     assert f"{np.mean(imm):+.3f}" in fd.verdict and f"{np.mean(fin):+.3f}" in fd.verdict
-    for effect, detected in ((pooled["immediate"], pooled["immediate_detected"]), (pooled["final"], pooled["final_detected"])):
+    for effect, detected in ((pooled["immediate"], pooled["immediate_detected"]),
+                             (pooled["final"], pooled["final_detected"])):
         if detected:
             side = "low reliance (the XOR solution)" if effect < 0 else "high reliance (the linear solution)"
             assert f"toward {side}" in fd.verdict

@@ -102,7 +102,8 @@ def _data_order(data: StudyData, runs: list[str]) -> tuple[dict[str, object], st
         details |= {f"share_{c}[{name}]": v for c, v in shares.items()}
         details["interaction_note"] = "one run per init x data cell: the interaction includes any residual"
         verdict = (f"; of the {name} variance, init seed {shares['init']:.0%} and data order (main + interaction) "
-                   f"{shares['data_total']:.0%} (main {shares['data_main']:.0%}, interaction {shares['interaction']:.0%})")
+                   f"{shares['data_total']:.0%} (main {shares['data_main']:.0%}, "
+                   f"interaction {shares['interaction']:.0%})")
     else:
         details["data_order"] = f"every run ends with the same {name}: no variance to split"
         verdict = f"; every run ends with the same {name}"

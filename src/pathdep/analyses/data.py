@@ -115,7 +115,8 @@ class StudyData:
         controls = r[r["fork"].isna() & r["intervention"].isna()]
         if treated.empty or controls.empty:
             return pd.DataFrame(columns=columns)
-        control_variant = "base" if (controls["variant"] == "base").any() else controls["variant"].value_counts().index[0]
+        counts = controls["variant"].value_counts()
+        control_variant = "base" if "base" in counts.index else counts.index[0]
         key = controls[controls["variant"] == control_variant].set_index(["init_seed", "data_seed"])["run"]
         rows = []
         for t in treated.itertuples(index=False):

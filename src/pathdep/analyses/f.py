@@ -131,7 +131,8 @@ def analyse_f(data: StudyData) -> Finding:
         first = m.iloc[idx[0]]
         summary = effect_summary(imm[idx], fin[idx], rng)
         pushes = (direction(summary["final"], sol, ends) if summary["final_detected"] else
-                  "no lasting push detected" if summary["final_ci"] else f"too few pairs to tell (needs >= {MIN_PAIRS})")
+                  "no lasting push detected" if summary["final_ci"] else
+                  f"too few pairs to tell (needs >= {MIN_PAIRS})")
         per_variant[v] = summary | {"kind": first["kind"], "start": int(first["start"]), "end": int(first["end"]),
                                     "strength": float(first["strength"]), "pushes": pushes}
     pooled = effect_summary(imm, fin, rng)

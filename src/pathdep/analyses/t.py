@@ -88,7 +88,8 @@ def _cka_pair(data: StudyData, runs: list[str], mid: int, rng: np.random.Generat
             b_boot = np.array([np.nanmean(between[np.ix_(k, k)][k[:, None] != k[None, :]]) for k in idx])
         off = ~np.eye(len(runs), dtype=bool)
         out[f"cka[{layer}]"] = {"over_time": float(np.nanmean(within)), "between_runs": float(np.nanmean(between[off])),
-                                "over_time_ci": stats.percentile_ci(w_boot), "between_runs_ci": stats.percentile_ci(b_boot)}
+                                "over_time_ci": stats.percentile_ci(w_boot),
+                                "between_runs_ci": stats.percentile_ci(b_boot)}
     return out
 
 
@@ -111,10 +112,14 @@ def analyse_t(data: StudyData) -> Finding:
                "ci_over_time": stats.percentile_ci(boot[:, 0]), "ci_between_runs": stats.percentile_ci(boot[:, 1]),
                "interval": "95% percentile, runs and examples resampled jointly (300 resamples)"}
     details |= _cka_pair(data, runs, mid, rng)
-    verdict = (f"a run's step-{mid} predictions agree {over:.1%} with its own end; two runs' ends agree {between:.1%}: "
-               + ("the middle of a run says more about its end than another seed does" if ci[0] > 0 else
-                  "the run's own middle is not detectably closer to its end than another seed's end is" if ci[1] >= 0 else
-                  "runs agree more with each other than with their own middle"))
+    if ci[0] > 0:
+        reading = "the middle of a run says more about its end than another seed does"
+    elif ci[1] >= 0:
+        reading = "the run's own middle is not detectably closer to its end than another seed's end is"
+    else:
+        reading = "runs agree more with each other than with their own middle"
+    verdict = (f"a run's step-{mid} predictions agree {over:.1%} with its own end; two runs' ends agree "
+               f"{between:.1%}: {reading}")
     cka_items = [(k, v) for k, v in details.items() if k.startswith("cka[")]
 
     def plot(ax) -> None:
