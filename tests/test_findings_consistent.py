@@ -346,3 +346,9 @@ def test_plots_draw_the_numbers_of_the_details(demo):
     variants = prof["F"].details["variants"].values()
     assert not _drawn_includes(prof["F"], [v[k] for v in variants for k in ("immediate", "final")])
     assert not _drawn_includes(prof["G"], [prof["G"].value])
+    fig = Figure()
+    ax = fig.add_subplot()
+    prof["A"].plot(ax)  # one point per run: their spread is the raw sd the verdict prints
+    runs = prof["A"].details["runs"]
+    points = [line.get_ydata() for line in ax.get_lines() if len(line.get_ydata()) == runs]
+    assert points and np.std(points[0], ddof=1) == pytest.approx(prof["A"].details["raw_std"])
