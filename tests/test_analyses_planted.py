@@ -6,7 +6,8 @@ import itertools
 import numpy as np
 import pytest
 
-from pathdep.analyses import a, b, d, e, f, g, gf, h, lmc, stats, t
+from pathdep.analyses import a, b, d, e, f, g, gf, h, lmc, stats, t, variance
+from pathdep.analyses.data import StudyData, analysis
 from pathdep.analyses.finding import Finding, Profile, not_measured
 
 
@@ -28,17 +29,67 @@ def test_example_noise_is_separated_from_real_differences_between_runs():
     assert abs(est - np.var(p_r, ddof=1)) < 0.3 * np.var(p_r, ddof=1)
 
 
-def test_seed_sources_attribute_variance_to_the_seed_that_carries_it():
+def test_crossed_components_attribute_variance_to_the_seed_that_carries_it():
     rng = np.random.default_rng(1)
     init_eff = rng.normal(0, 1, 16)[:, None]
     data_eff = rng.normal(0, 1, 4)[None, :]
-    only_init = a.seed_sources(init_eff + 0.01 * rng.normal(size=(16, 4)))
-    assert only_init["init"] > 0.95 and only_init["data"] < 0.02
-    only_data = a.seed_sources(np.repeat(data_eff, 16, 0) + 0.01 * rng.normal(size=(16, 4)))
-    assert only_data["data"] > 0.95 and only_data["init"] < 0.02
-    noise = a.seed_sources(rng.normal(size=(16, 4)))
+    only_init = variance.crossed_components(init_eff + 0.01 * rng.normal(size=(16, 4)))
+    assert only_init["init"] > 0.95 and only_init["data_total"] < 0.02
+    only_data = variance.crossed_components(np.repeat(data_eff, 16, 0) + 0.01 * rng.normal(size=(16, 4)))
+    assert only_data["data_main"] > 0.95 and only_data["init"] < 0.02
+    noise = variance.crossed_components(rng.normal(size=(16, 4)))
     assert noise["interaction"] > 0.6
-    assert abs(sum(noise.values()) - 1) < 1e-9
+    for s in (only_init, only_data, noise):
+        assert abs(s["init"] + s["data_main"] + s["interaction"] - 1) < 1e-9
+        assert s["data_total"] == pytest.approx(s["data_main"] + s["interaction"])
+
+
+def _planted_flips(rng, inits=32, flips=9):
+    """(inits, 4) outcomes 0/1: ``flips`` inits change outcome with the data order, with equal
+    column means (no main effect of data order); the rest keep one outcome, half 0 and half 1."""
+    patterns = np.array([[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1],  # each set of rows
+                         [1, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1],  # has column sums (1, 1, 1, 1)
+                         [1, 1, 1, 0], [0, 0, 0, 1]])[:flips]
+    steady = np.repeat((np.arange(inits - flips) % 2)[:, None], 4, 1)
+    table = np.concatenate([patterns, steady])
+    return table[rng.permutation(inits)]
+
+
+def test_data_order_acting_through_the_interaction_is_counted_with_its_main_effect():
+    rng = np.random.default_rng(12)
+    outcome = _planted_flips(rng)
+    assert np.ptp(outcome.mean(0)) == 0  # planted: no main effect of data order at all
+    y = outcome + 0.01 * rng.normal(size=outcome.shape)  # the solution property: 0/1 plus probe noise
+    s = variance.crossed_components(y)
+    assert s["data_main"] < 0.01  # the main effect alone reads "data order does not matter" ...
+    within = y.var(1, ddof=1).mean()  # ... but the spread across data orders within one init is real
+    between = y.mean(1).var(ddof=1) - within / y.shape[1]
+    assert s["data_total"] == pytest.approx(within / (within + between), abs=0.03)
+    assert s["data_total"] > 0.2 and s["interaction"] > 0.2
+    changed = variance.changed_inits(outcome)
+    assert changed.sum() == 9 and changed.size == 32
+    lo, hi = variance.wilson(9, 32)
+    assert lo * 32 < 9 < hi * 32 and 3 < lo * 32 and hi * 32 < 17
+
+
+def test_data_order_without_effect_counts_no_changed_init_with_a_tight_interval():
+    rng = np.random.default_rng(13)
+    outcome = np.repeat(rng.integers(0, 2, 32)[:, None], 4, 1)  # every init keeps its outcome
+    y = outcome + 0.01 * rng.normal(size=outcome.shape)
+    s = variance.crossed_components(y)
+    assert s["init"] > 0.99 and s["data_total"] < 0.01
+    changed = variance.changed_inits(outcome)
+    assert changed.sum() == 0
+    lo, hi = variance.wilson(0, 32)
+    assert lo == 0 and hi * 32 < 4  # includes 0, and rules out more than 4 of 32
+
+
+def test_wilson_interval_covers_the_changed_fraction_at_its_stated_level():
+    rng = np.random.default_rng(14)
+    for p in (0.0, 0.05, 0.28, 0.5):
+        k = rng.binomial(32, p, size=2000)
+        cover = np.mean([lo <= p <= hi for lo, hi in (variance.wilson(int(x), 32) for x in k)])
+        assert cover >= 0.92, (p, cover)
 
 
 # --- B -------------------------------------------------------------------------------------------
@@ -127,6 +178,22 @@ def test_persistence_is_near_zero_when_the_effect_washes_out_and_near_one_when_i
     assert abs(kept["persistence"] - 1) < 0.1
     none = f.effect_summary(0.05 * rng.normal(size=40), 0.05 * rng.normal(size=40), rng)
     assert not none["immediate_detected"]
+    assert none["persistence"] is None and none["persistence_ci"] is None  # no immediate effect: no ratio
+    few = f.effect_summary(imm[:3], imm[:3], rng)
+    assert few["immediate_ci"] is None and few["persistence"] is None  # below the least data: no interval
+
+
+def test_effects_keep_their_sign_and_say_which_solution_they_push_toward():
+    rng = np.random.default_rng(15)
+    imm = -0.02 + 0.005 * rng.normal(size=16)  # a small push toward low reliance that grows
+    fin = -0.125 + 0.02 * rng.normal(size=16)
+    s = f.effect_summary(imm, fin, rng)
+    assert s["immediate"] < 0 and s["final"] < 0 and s["immediate_ci"][1] < 0 and s["final_ci"][1] < 0
+    assert s["persistence"] == pytest.approx(fin.mean() / imm.mean()) and s["persistence"] > 1
+    ends = ("the XOR solution", "the linear solution")
+    assert f.direction(s["final"], "reliance", ends) == "toward low reliance (the XOR solution)"
+    text = f._effects(s, "reliance", ends)
+    assert f"{s['immediate']:+.3f}" in text and f"{s['final']:+.3f}" in text and "+0." not in text
 
 
 # --- G -------------------------------------------------------------------------------------------
@@ -210,3 +277,54 @@ def test_profile_json_round_trip_keeps_every_field_but_the_plot():
     back = Profile.from_json(prof.to_json())
     assert back["A"].value == 0.5 and back["A"].ci == (0.1, 0.9) and back["A"].details == {"x": 1.5, "bad": None}
     assert back["A"].plot is None and not back["F"].measured and back.meta == {"runs": 3}
+
+
+# --- least data ----------------------------------------------------------------------------------
+class _Runs(StudyData):
+    """A StudyData whose reference population is given (no store behind it)."""
+
+    def __init__(self, runs, inits):
+        super().__init__(study=None)
+        self.__dict__["reference"] = runs
+        self._inits = inits
+
+    def seeds(self, runs):
+        import pandas as pd
+
+        return pd.DataFrame({"init_seed": self._inits, "data_seed": 0}, index=runs)
+
+
+def test_an_analysis_with_less_than_its_declared_data_says_what_it_needs():
+    calls = []
+
+    @analysis("X", min_runs=10, min_inits=5)
+    def analyse_x(data):
+        calls.append(len(data.reference))
+        return Finding("X", "x", 1.0, None, "measured")
+
+    assert analyse_x.needs == {"runs": 10, "inits": 5}
+    few = analyse_x(_Runs([f"r{i}" for i in range(3)], [0, 1, 2]))
+    assert not few.measured and few.verdict == "not measured in this study: needs >= 10 runs (got 3)"
+    one_init = analyse_x(_Runs([f"r{i}" for i in range(12)], [0] * 12))
+    assert one_init.verdict == "not measured in this study: needs >= 5 init seeds (got 1)"
+    assert calls == []  # never computed from too little
+    enough = analyse_x(_Runs([f"r{i}" for i in range(12)], [i % 6 for i in range(12)]))
+    assert enough.measured and calls == [12]
+    with pytest.raises(ValueError, match="min_seeds"):
+        analysis("X", min_seeds=3)
+
+
+def test_every_analysis_declares_its_least_data():
+    from pathdep.analyses import ANALYSES
+
+    for id, fn in ANALYSES.items():
+        assert fn.needs and all(n >= 1 for n in fn.needs.values()), id
+    assert ANALYSES["H"].needs == {"runs": 10, "inits": 5}  # grouped 5-fold by init seed
+    assert ANALYSES["E"].needs["runs"] >= 10 and ANALYSES["E"].needs["inits"] >= 5
+
+
+def test_a_held_out_r2_below_zero_reads_as_no_predictive_power():
+    assert h.reading(-29.4, (-133.0, -10.4), 0.0, "regress") == "no predictive power (held-out R² < 0)"
+    assert h.reading(0.42, (0.1, 0.6), 0.0, "regress") == "0.42"
+    assert h.reading(0.55, (0.45, 0.7), 0.5, "classify") == "0.55 (not above chance)"
+    assert h.reading(0.9, (0.8, 1.0), 0.5, "classify") == "0.90"

@@ -25,7 +25,7 @@ def test_mean_pair_spearman_against_its_definition():
 
 @pytest.mark.slow
 def test_tok_is_measured_on_a_language_model_study_and_not_elsewhere(tmp_path):
-    study = Study.from_dict(SEQ, store=tmp_path / "seq")
+    study = Study.from_dict(SEQ | {"seeds": {"init": 5}}, store=tmp_path / "seq")  # TOK needs 5 runs
     study.run()
     measure_study(study, which=["properties", "behaviour"])
     tok = profile(study)["TOK"]

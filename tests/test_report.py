@@ -24,11 +24,11 @@ SPEC = {
         "optimizer": {"name": "adam", "lr": 1e-2},
         "checkpoints": {"every": 40, "log": True},
     },
-    "seeds": {"init": 8, "data": [0]},
+    "seeds": {"init": 10, "data": [0]},  # H and E need 10 runs of 5 init seeds
     "variants": [
         {"name": "lr_low", "set": {"optimizer.lr": 3e-3}, "seeds": {"init": 3, "data": [0]}},
         {"name": "push", "set": {"intervention.kind": "counterexamples_f2", "intervention.start": 0,
-                                 "intervention.end": 40, "intervention.strength": 0.3}, "seeds": {"init": 3, "data": [0]}},
+                                 "intervention.end": 40, "intervention.strength": 0.3}, "seeds": {"init": 5, "data": [0]}},
     ],
     "forks": [
         {"name": "fork_k8", "parent": "base-i0-d0", "step": 8, "data_seeds": [1, 2]},

@@ -7,15 +7,29 @@ removing run and example means) has variance s2_int, and a run's observed accura
 s2_int / N of it. The between-run variance is Var_r(acc_r) - s2_int / N (the random-effects
 two-way ANOVA estimator). The interval resamples runs and examples jointly (multi-bootstrap).
 
-When the population crosses init seeds with data-order seeds, the variance of the solution
-property is split into init, data-order and interaction shares (two-way ANOVA, method of moments).
+When the population crosses init seeds with data-order seeds (:mod:`pathdep.analyses.variance`):
+
+- the variance of the solution property is split into init and data order, where data order's
+  share is its main effect *plus* its interaction with the init (one run per cell: the
+  interaction is confounded with any residual, which deterministic training does not have). An
+  order seed does not push every init the same way, so the main effect alone is near 0 even
+  where data order decides the outcome;
+- the count of inits whose final cluster (C; one cluster: none can change) differs under another
+  of the data orders tried, with a Wilson interval over inits.
+
+Least data: 5 runs. The interval resamples runs; a resample of n runs takes one of
+C(2n - 1, n) distinct values (10 at n = 3, 126 at n = 5), too few below 5 for a percentile
+interval. The data-order split needs 2 init seeds crossed with 2 data seeds, and the count of
+changed inits as many runs as C's clusters need (else each is reported as not measured in the
+details).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from pathdep.analyses import stats
+from pathdep.analyses import stats, variance
+from pathdep.analyses.c import analyse_c, final_clustering
 from pathdep.analyses.data import StudyData, analysis
 from pathdep.analyses.finding import Finding
 
@@ -34,27 +48,8 @@ def variance_components(c: np.ndarray) -> dict[str, float]:
     return {"raw": raw, "noise": s2_int / n, "runs": raw - s2_int / n}
 
 
-def seed_sources(y: np.ndarray) -> dict[str, float]:
-    """Shares of variance of ``y`` (I init seeds x D data seeds) from init, data order and their
-    interaction (random-effects two-way ANOVA without replication; components clipped at 0).
-
-    >>> y = np.array([[0.0, 0.0], [1.0, 1.0], [0.0, 0.0], [1.0, 1.0]])  # only init matters
-    >>> seed_sources(y)["init"]
-    1.0
-    """
-    i, d = y.shape
-    resid = y - y.mean(1, keepdims=True) - y.mean(0, keepdims=True) + y.mean()
-    ms_res = float((resid**2).sum() / ((i - 1) * (d - 1)))
-    v_init = max(0.0, (d * y.mean(1).var(ddof=1) - ms_res) / d)
-    v_data = max(0.0, (i * y.mean(0).var(ddof=1) - ms_res) / i)
-    total = v_init + v_data + ms_res
-    if total == 0:
-        return {"init": 0.0, "data": 0.0, "interaction": 0.0}
-    return {"init": v_init / total, "data": v_data / total, "interaction": ms_res / total}
-
-
 def _crossed(seeds, values: np.ndarray) -> np.ndarray | None:
-    """The values as an (init x data) table when every combination is present, else None."""
+    """The values (R,) as an (init x data) table (I, D) when every combination is present, else None."""
     inits, datas = sorted(seeds["init_seed"].unique()), sorted(seeds["data_seed"].unique())
     if len(inits) < 2 or len(datas) < 2 or len(seeds) != len(inits) * len(datas):
         return None
@@ -91,7 +86,44 @@ def _pairwise_summaries(data: StudyData, runs: list[str]) -> dict[str, float]:
     return out
 
 
-@analysis("A")
+def _data_order(data: StudyData, runs: list[str]) -> tuple[dict[str, object], str]:
+    """Details and verdict clause of the init / data-order split (see the module docstring)."""
+    name = data.solution_property
+    seeds = data.seeds(runs)
+    table = _crossed(seeds, data.prop(name, runs, data.final_step))  # (I, D)
+    if table is None:
+        inits, datas = seeds["init_seed"].nunique(), seeds["data_seed"].nunique()
+        why = (f"not measured: needs >= 2 init seeds crossed with >= 2 data seeds, every pair trained "
+               f"(got {inits} x {datas}, {len(runs)} runs)")
+        return {"data_order": why}, ""
+    details: dict[str, object] = {"data_seeds": int(table.shape[1])}
+    if np.ptp(table) > 0:
+        shares = variance.crossed_components(table)
+        details |= {f"share_{c}[{name}]": v for c, v in shares.items()}
+        details["interaction_note"] = "one run per init x data cell: the interaction includes any residual"
+        verdict = (f"; of the {name} variance, init seed {shares['init']:.0%} and data order (main + interaction) "
+                   f"{shares['data_total']:.0%} (main {shares['data_main']:.0%}, "
+                   f"interaction {shares['interaction']:.0%})")
+    else:
+        details["data_order"] = f"every run ends with the same {name}: no variance to split"
+        verdict = f"; every run ends with the same {name}"
+    need = analyse_c.needs.get("runs", 2)
+    if len(runs) < need:
+        details["inits_changed"] = f"not measured: the final clusters (C) need >= {need} runs (got {len(runs)})"
+        return details, verdict
+    cl = final_clustering(data)
+    changed = variance.changed_inits(_crossed(seeds, cl.labels.astype(float)))  # (I,)
+    k, n = int(changed.sum()), int(changed.size)
+    lo, hi = variance.wilson(k, n)
+    details |= {"outcome": f"final cluster (of {cl.k})", "inits_changed": k, "inits_crossed": n,
+                "inits_changed_fraction": k / n, "inits_changed_fraction_ci": [lo, hi],
+                "inits_changed_interval": "Wilson 95%, over inits"}
+    verdict += (f"; {k} of {n} inits ({k / n:.0%}, 95% CI {lo:.0%} to {hi:.0%}) change final cluster under "
+                f"another of {table.shape[1]} data orders")
+    return details, verdict
+
+
+@analysis("A", min_runs=5)
 def analyse_a(data: StudyData) -> Finding:
     """Spread across seeds of the final models (see the module docstring)."""
     runs, step, probe = data.reference, data.final_step, data.main_probe
@@ -108,17 +140,11 @@ def analyse_a(data: StudyData) -> Finding:
     for p in data.probes[1:]:
         details[f"std_without_noise[{p}]"] = float(np.sqrt(max(
             variance_components(data.behaviour(runs, step, "correct", p))["runs"], 0.0)))
-    sol = data.prop(data.solution_property, runs, step)
-    table = _crossed(data.seeds(runs), sol)
-    if table is not None:
-        details |= {f"share_{k}[{data.solution_property}]": v for k, v in seed_sources(table).items()}
+    order_details, order_verdict = _data_order(data, runs)
+    details |= order_details
     details |= _pairwise_summaries(data, runs)
     verdict = (f"final {probe} accuracy varies across seeds with sd {value:.3f} beyond probe-set noise "
-               f"(raw sd {details['raw_std']:.3f}, noise alone {details['noise_std']:.3f})")
-    if table is not None:
-        verdict += (f"; of the {data.solution_property} variance, init seed {details[f'share_init[{data.solution_property}]']:.0%}, "
-                    f"data order {details[f'share_data[{data.solution_property}]']:.0%}, "
-                    f"interaction {details[f'share_interaction[{data.solution_property}]']:.0%}")
+               f"(raw sd {details['raw_std']:.3f}, noise alone {details['noise_std']:.3f})") + order_verdict
     acc, se = c.mean(1), np.sqrt(comp["noise"])
 
     def plot(ax) -> None:

@@ -5,6 +5,11 @@ The dissimilarity of two runs is the fraction of probe examples on which their f
 differ. Headline: mean dissimilarity between runs of different variants over the mean within a
 variant; 1 means a setup change moves runs no further apart than a new seed does. The p-value
 shuffles variant labels (permutation test); the interval resamples runs within each variant.
+
+Least data: 2 setup variants of at least 2 runs each (a within-variant mean needs a pair) and 7
+runs in them. The permutation test can only reach p < 0.05 when the runs split into variants of
+these sizes in more than 20 distinct ways: 2 + 5 runs split 21 ways, 3 + 3 only 10, 2 + 2 + 2 15.
+A setup whose runs all make identical predictions leaves the ratio undefined (0 within).
 """
 
 from __future__ import annotations
@@ -36,24 +41,21 @@ def between_within(d: np.ndarray, labels: np.ndarray, same_run: np.ndarray | Non
 
 
 def _variant_runs(data: StudyData) -> tuple[list[str], np.ndarray, list[str]]:
-    r = data.runs
-    plain = r[r["fork"].isna() & r["intervention"].isna()]
-    counts = plain["variant"].value_counts()
-    variants = sorted(v for v, c in counts.items() if c >= 2)
-    if len(variants) < 2:
-        raise NotMeasured("the study has fewer than 2 setup variants with 2 or more runs each (add [[variants]])")
-    sub = plain[plain["variant"].isin(variants)]
-    props = data.need("properties")
-    measured = set(props.loc[props["step"] == data.final_step, "run"])
-    sub = sub[sub["run"].isin(measured)]
-    return list(sub["run"]), np.array([variants.index(v) for v in sub["variant"]]), variants
+    """The runs of every setup variant, their variant index (R,) and the variant names."""
+    variants = list(data.setup_variants)
+    runs = [r for v in variants for r in data.setup_variants[v]]
+    labels = np.concatenate([np.full(len(data.setup_variants[v]), k) for k, v in enumerate(variants)])
+    return runs, labels, variants
 
 
-@analysis("B")
+@analysis("B", min_setup_variants=2, min_setup_runs=7)
 def analyse_b(data: StudyData) -> Finding:
     """Between- vs within-variant dissimilarity of the final models (see the module docstring)."""
     runs, labels, variants = _variant_runs(data)
     d = disagreement(data.predictions(runs, data.final_step))  # (R, R)
+    if not np.isfinite(between_within(d, labels)):
+        raise NotMeasured("the runs within every setup make identical final predictions, so the "
+                          "between / within ratio is undefined")
     rng = data.rng(0xB)
     ratio, p = stats.permutation_test(lambda lab: between_within(d, lab), labels, rng, n_perm=999)
     groups = [np.flatnonzero(labels == k) for k in range(len(variants))]
@@ -64,9 +66,12 @@ def analyse_b(data: StudyData) -> Finding:
 
     ci, _ = stats.bootstrap(resampled, len(runs), rng, n_boot=300)
     sol = data.prop(data.solution_property, runs, data.final_step)
-    details = {"p_value": p, "variants": variants, "runs": len(runs)}
+    off = ~np.eye(len(runs), dtype=bool)
+    same_variant = labels[:, None] == labels[None, :]
+    details = {"p_value": p, "variants": variants, "runs": len(runs),
+               "between": float(d[~same_variant].mean()), "within": float(d[same_variant & off].mean())}
     for k, v in enumerate(variants):
-        same = (labels[:, None] == k) & (labels[None, :] == k) & ~np.eye(len(runs), dtype=bool)
+        same = (labels[:, None] == k) & (labels[None, :] == k) & off
         details[f"within[{v}]"] = float(d[same].mean())
         details[f"{data.solution_property}_mean[{v}]"] = float(sol[labels == k].mean())
         details[f"{data.solution_property}_sd[{v}]"] = float(sol[labels == k].std(ddof=1))

@@ -30,7 +30,7 @@ def subsample_k(x: np.ndarray, rng: np.random.Generator, n_sub: int = 20, frac: 
     return np.array([stats.choose_k_gmm(x[rng.choice(x.shape[0], m, replace=False)], rng).k for _ in range(n_sub)])
 
 
-@analysis("C")
+@analysis("C", min_runs=8)  # false-cluster rate calibrated on nulls of 8 to 64 runs
 def analyse_c(data: StudyData) -> Finding:
     """Clusters of final behaviour, dip test on the solution property (see the module docstring)."""
     runs, step = data.reference, data.final_step

@@ -4,12 +4,17 @@
 examples), property curves (runs x steps), the reference population. Analyses never train or
 measure; when an input is absent they raise :class:`NotMeasured`, which the analysis turns into a
 finding marked "not measured in this study".
+
+Each analysis declares the least data it needs in its decorator (``@analysis("H", min_runs=10,
+min_inits=5)``); the kinds of data it can ask for are the rows of :data:`COUNTS`. A study with
+less gets "not measured: needs >= 10 runs (got 3)" instead of a number computed from too little.
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
@@ -85,8 +90,49 @@ class StudyData:
         measured = set(props.loc[props["step"] == self.final_step, "run"])
         names = [n for n in names if n in measured]
         if len(names) < 2:
-            raise NotMeasured(f"fewer than 2 measured runs in variant {variant!r}")
+            raise NotMeasured(needs(2, f"runs of variant {variant!r} measured at the final step", len(names)))
         return names
+
+    @cached_property
+    def setup_variants(self) -> dict[str, list[str]]:
+        """Runs trained from init without an intervention, by variant, measured at the final step;
+        only variants with 2 or more such runs (a within-variant spread needs a pair)."""
+        r = self.runs
+        plain = r[r["fork"].isna() & r["intervention"].isna()]
+        props = self.need("properties")
+        measured = set(props.loc[props["step"] == self.final_step, "run"])
+        plain = plain[plain["run"].isin(measured)]
+        out = {str(v): list(g["run"]) for v, g in plain.groupby("variant")}
+        return {v: runs for v, runs in sorted(out.items()) if len(runs) >= 2}
+
+    @cached_property
+    def matched(self) -> pd.DataFrame:
+        """One row per intervened run with its variant, window, strength and matched control: the
+        run of the plain variant ("base", else the most populous) with the same init and data seeds."""
+        columns = ["run", "control", "variant", "kind", "start", "end", "strength"]
+        r = self.runs
+        treated = r[r["fork"].isna() & r["intervention"].notna()]
+        controls = r[r["fork"].isna() & r["intervention"].isna()]
+        if treated.empty or controls.empty:
+            return pd.DataFrame(columns=columns)
+        counts = controls["variant"].value_counts()
+        control_variant = "base" if "base" in counts.index else counts.index[0]
+        key = controls[controls["variant"] == control_variant].set_index(["init_seed", "data_seed"])["run"]
+        rows = []
+        for t in treated.itertuples(index=False):
+            ctrl = key.get((t.init_seed, t.data_seed))
+            if ctrl is not None:
+                iv = t.intervention
+                rows.append([t.run, ctrl, t.variant, iv["kind"], iv["start"], iv["end"], iv["strength"]])
+        return pd.DataFrame(rows, columns=columns)
+
+    @cached_property
+    def checkpoints(self) -> list[int]:
+        """Steps at which every reference run has its properties measured."""
+        p = self.need("properties")
+        runs = set(self.reference)
+        counts = p[p["run"].isin(runs)].groupby("step")["run"].nunique()
+        return sorted(int(s) for s, c in counts.items() if c == len(runs))
 
     @cached_property
     def final_step(self) -> int:
@@ -186,18 +232,73 @@ class StudyData:
         return np.random.default_rng([salt, len(self.name), *map(ord, self.name)])
 
 
-def analysis(id: str) -> Callable[[Callable[[StudyData], Finding]], Callable[[Any], Finding]]:
+def needs(n: int, noun: str, got: int, hint: str = "") -> str:
+    """The reason of a finding with too little data: ``needs >= 10 runs (got 3)``."""
+    return f"needs >= {n} {noun} (got {got})" + (f": {hint}" if hint and got == 0 else "")
+
+
+@dataclass(frozen=True)
+class Count:
+    """One kind of data an analysis may need a least amount of: its noun, how a study's amount is
+    counted, and what to add when a study has none."""
+
+    noun: str
+    of: Callable[[StudyData], int]
+    hint: str = ""
+
+
+COUNTS: dict[str, Count] = {
+    "runs": Count("runs", lambda d: len(d.reference), "train runs from init ([seeds])"),
+    "inits": Count("init seeds", lambda d: int(d.seeds(d.reference)["init_seed"].nunique())),
+    "checkpoints": Count("checkpoints", lambda d: len(d.checkpoints),
+                         "keep checkpoints during training ([process.checkpoints])"),
+    "setup_variants": Count("setup variants of >= 2 runs", lambda d: len(d.setup_variants),
+                            "add [[variants]] that change the setup"),
+    "setup_runs": Count("runs in setup variants of >= 2 runs", lambda d: sum(map(len, d.setup_variants.values())),
+                        "add [[variants]] that change the setup"),
+    "matched": Count("intervened runs with a matched control", lambda d: len(d.matched),
+                     "set intervention.* in a [[variants]] entry with the control's seeds"),
+}
+
+
+def analysis(id: str, applies: Callable[[StudyData], None] | None = None,
+             **minimum: int) -> Callable[[Callable[[StudyData], Finding]], Callable[[Any], Finding]]:
     """Make ``fn(data) -> Finding`` an analysis of a study: it accepts a Study or a StudyData, and
-    a missing input becomes a finding marked "not measured in this study" with the reason."""
+    a missing input becomes a finding marked "not measured in this study" with the reason.
+
+    ``minimum`` declares the least data the analysis needs, as ``min_<kind>=n`` for the kinds of
+    :data:`COUNTS` (checked in the order given, after ``applies``, which raises
+    :class:`NotMeasured` when the question does not apply to the study at all). The declaration
+    is kept on the analysis as ``.needs``:
+
+    >>> @analysis("X", min_runs=10, min_inits=5)
+    ... def analyse_x(data): ...
+    >>> analyse_x.needs
+    {'runs': 10, 'inits': 5}
+    """
+    wanted = {k.removeprefix("min_"): int(v) for k, v in minimum.items()}
+    unknown = [k for k in minimum if not k.startswith("min_") or k.removeprefix("min_") not in COUNTS]
+    if unknown:
+        raise ValueError(f"The keyword arguments of analysis({id!r}) must be minimums from "
+                         f"{['min_' + c for c in COUNTS]}. Got {unknown[0]!r} instead.")
 
     def wrap(fn: Callable[[StudyData], Finding]) -> Callable[[Any], Finding]:
         @functools.wraps(fn)
         def run(study: Any) -> Finding:
+            data = StudyData.of(study)
             try:
-                return fn(StudyData.of(study))
+                if applies is not None:
+                    applies(data)
+                for kind, n in wanted.items():
+                    count = COUNTS[kind]
+                    got = count.of(data)
+                    if got < n:
+                        return not_measured(id, needs(n, count.noun, got, count.hint))
+                return fn(data)
             except NotMeasured as e:
                 return not_measured(id, str(e))
 
+        run.needs = dict(wanted)  # type: ignore[attr-defined]
         return run
 
     return wrap

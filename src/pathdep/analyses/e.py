@@ -58,7 +58,7 @@ def step_features(data: StudyData, runs: list[str], step: int) -> np.ndarray:
     return np.concatenate([data.behaviour_vectors(runs, step), data.props_at(runs, [step] * len(runs))], axis=1)
 
 
-@analysis("E")
+@analysis("E", min_runs=10, min_inits=5, min_checkpoints=2)  # grouped 5-fold: 5 init groups, 2 runs a fold
 def analyse_e(data: StudyData) -> Finding:
     """Held-out predictivity of the final outcome from each checkpoint (see the module docstring)."""
     runs = data.reference

@@ -1,12 +1,20 @@
 """F: how much do early interventions change the final model?
 
 Every run of an intervention variant is matched with the control run of the plain variant that
-shares its init and data-order seeds. On the solution property: the *immediate effect* is the
-intervened-minus-control difference at the first checkpoint at or after the intervention ends;
-the *final effect* is the difference at the last step; *persistence* = mean final effect / mean
-immediate effect (0: washed out; 1: kept; above 1: amplified). Headline: persistence pooled over
-all interventions, each run's effects signed by the direction of its intervention's immediate
-effect; intervals resample matched pairs. Per variant, the dose-response over window and strength.
+shares its init and data-order seeds. On the solution property, signed as intervened minus
+control: the *immediate effect* is the difference at the first checkpoint at or after the
+intervention ends; the *final effect* is the difference at the last step; *persistence* = mean
+final effect / mean immediate effect (0: washed out; 1: kept; above 1: amplified; negative:
+reversed), defined only where the immediate effect is detected (its interval excludes 0).
+Intervals resample matched pairs. The sign says toward which solution type the intervention
+pushes (the task's ``solution_ends`` name what a low and a high property mean).
+
+Headline: persistence pooled over every matched pair; when no immediate effect is detected, the
+pooled final effect instead (a late effect without an immediate one has no persistence). Per
+variant, the same numbers over window and strength.
+
+Least data: 5 matched pairs (the intervals resample pairs, as A's resample runs); a variant with
+fewer is reported without intervals and without persistence.
 """
 
 from __future__ import annotations
@@ -18,49 +26,60 @@ from pathdep.analyses import stats
 from pathdep.analyses.data import NotMeasured, StudyData, analysis
 from pathdep.analyses.finding import Finding
 
+MIN_PAIRS = 5
+
 
 def persistence(immediate: np.ndarray, final: np.ndarray) -> float:
     """Mean final effect over mean immediate effect (NaN when there is no immediate effect)."""
     m = float(np.mean(immediate))
-    return float(np.mean(final) / m) if m != 0 else float("nan")
+    return float(np.mean(final) / m) + 0.0 if m != 0 else float("nan")  # + 0.0: no "-0.00"
 
 
 def effect_summary(immediate: np.ndarray, final: np.ndarray, rng: np.random.Generator,
                    n_boot: int = 1000) -> dict[str, object]:
-    """Means and bootstrap intervals (over matched pairs) of both effects and of persistence."""
+    """Signed means and bootstrap intervals (over matched pairs) of both effects and of persistence.
+
+    immediate, final (n,): intervened minus control. Persistence and its interval are None unless
+    the immediate effect is detected; below ``MIN_PAIRS`` pairs there are no intervals at all.
+    """
     n = immediate.size
+    out: dict[str, object] = {"n": n, "immediate": float(immediate.mean()) + 0.0, "final": float(final.mean()) + 0.0,
+                              "immediate_ci": None, "final_ci": None, "immediate_detected": False,
+                              "final_detected": False, "persistence": None, "persistence_ci": None}
+    if n < MIN_PAIRS:
+        return out
     idx = rng.integers(0, n, size=(n_boot, n))  # (n_boot, n)
     imm_b, fin_b = immediate[idx].mean(1), final[idx].mean(1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        pers_b = np.where(imm_b != 0, fin_b / imm_b, np.nan)
-    imm_ci = stats.percentile_ci(imm_b)
-    return {
-        "n": n, "immediate": float(immediate.mean()), "immediate_ci": imm_ci,
-        "final": float(final.mean()), "final_ci": stats.percentile_ci(fin_b),
-        "persistence": persistence(immediate, final), "persistence_ci": stats.percentile_ci(pers_b),
-        "immediate_detected": bool(imm_ci[0] > 0 or imm_ci[1] < 0),
-    }
+    imm_ci, fin_ci = stats.percentile_ci(imm_b), stats.percentile_ci(fin_b)
+    out |= {"immediate_ci": imm_ci, "final_ci": fin_ci,
+            "immediate_detected": bool(imm_ci[0] > 0 or imm_ci[1] < 0),
+            "final_detected": bool(fin_ci[0] > 0 or fin_ci[1] < 0)}
+    if out["immediate_detected"]:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            pers_b = np.where(imm_b != 0, fin_b / imm_b, np.nan) + 0.0
+        out |= {"persistence": persistence(immediate, final), "persistence_ci": stats.percentile_ci(pers_b)}
+    return out
+
+
+def direction(effect: float, prop: str, ends: tuple[str, str] | None) -> str:
+    """Words for the direction of a signed effect: "toward low reliance (the XOR solution)".
+
+    >>> direction(-0.1, "reliance", ("the XOR solution", "the linear solution"))
+    'toward low reliance (the XOR solution)'
+    >>> direction(0.2, "noisy_acc", None)
+    'toward high noisy_acc'
+    """
+    side = 0 if effect < 0 else 1
+    return f"toward {('low', 'high')[side]} {prop}" + (f" ({ends[side]})" if ends else "")
 
 
 def _matched(data: StudyData) -> pd.DataFrame:
     """One row per intervened run: its variant, window, strength and matched control run."""
-    r = data.runs
-    treated = r[r["fork"].isna() & r["intervention"].notna()]
-    if treated.empty:
-        raise NotMeasured("the study has no intervention variants (set intervention.* in a [[variants]] entry)")
-    controls = r[r["fork"].isna() & r["intervention"].isna()]
-    control_variant = "base" if (controls["variant"] == "base").any() else controls["variant"].value_counts().index[0]
-    key = controls[controls["variant"] == control_variant].set_index(["init_seed", "data_seed"])["run"]
-    rows = []
-    for t in treated.itertuples(index=False):
-        ctrl = key.get((t.init_seed, t.data_seed))
-        if ctrl is not None:
-            iv = t.intervention
-            rows.append({"run": t.run, "control": ctrl, "variant": t.variant, "kind": iv["kind"],
-                         "start": iv["start"], "end": iv["end"], "strength": iv["strength"]})
-    if not rows:
-        raise NotMeasured(f"no intervened run has a control in variant {control_variant!r} with the same seeds")
-    return pd.DataFrame(rows)
+    m = data.matched
+    if m.empty:
+        raise NotMeasured("the study has no intervened runs with a matched control (set intervention.* in a "
+                          "[[variants]] entry with the control's seeds)")
+    return m
 
 
 def _first_steps_at_or_after(data: StudyData, runs: list[str], ends: list[int]) -> list[int]:
@@ -76,35 +95,65 @@ def _first_steps_at_or_after(data: StudyData, runs: list[str], ends: list[int]) 
     return out
 
 
-@analysis("F")
+def _interval(ci: tuple[float, float] | None) -> str:
+    return "" if ci is None else f" (95% CI {ci[0]:+.3f} to {ci[1]:+.3f})"
+
+
+def _effects(summary: dict[str, object], prop: str, ends: tuple[str, str] | None) -> str:
+    """The verdict's clause for one set of signed effects (see :func:`effect_summary`)."""
+    imm, fin = summary["immediate"], summary["final"]
+    imm_ci, fin_ci = (_interval(summary[f"{k}_ci"]) for k in ("immediate", "final"))
+    if summary["immediate_detected"]:
+        text = (f"move {prop} by {imm:+.3f}{imm_ci} right after the window, {direction(imm, prop, ends)}, and by "
+                f"{fin:+.3f}{fin_ci} at the end: persistence {summary['persistence']:.2f}")
+    else:
+        text = (f"show no immediate effect detected on {prop} ({imm:+.3f}{imm_ci}), so no persistence; "
+                f"at the end {fin:+.3f}{fin_ci}")
+    if summary["final_detected"]:
+        return text + f", a lasting push {direction(fin, prop, ends)}"
+    return text + ", no lasting effect detected"
+
+
+@analysis("F", min_matched=MIN_PAIRS)
 def analyse_f(data: StudyData) -> Finding:
-    """Immediate vs final effect of interventions, against matched controls."""
+    """Signed immediate vs final effects of interventions, against matched controls."""
     m = _matched(data)
     sol, last = data.solution_property, data.final_step
+    ends = getattr(data.study.task, "solution_ends", None)
     treated_runs, controls = list(m["run"]), list(m["control"])
     after = _first_steps_at_or_after(data, treated_runs, list(m["end"]))
     imm = (data.props_at(treated_runs, after, [sol]) - data.props_at(controls, after, [sol]))[:, 0]  # (n,)
-    ends = [last] * len(m)
-    fin = (data.props_at(treated_runs, ends, [sol]) - data.props_at(controls, ends, [sol]))[:, 0]  # (n,)
+    ends_at = [last] * len(m)
+    fin = (data.props_at(treated_runs, ends_at, [sol]) - data.props_at(controls, ends_at, [sol]))[:, 0]  # (n,)
     rng = data.rng(0xF)
     per_variant = {}
-    sign = np.ones(len(m))
     for v, idx in m.groupby("variant").indices.items():
         first = m.iloc[idx[0]]
-        summary = effect_summary(imm[idx], fin[idx], rng) | {
-            "kind": first["kind"], "start": int(first["start"]), "end": int(first["end"]), "strength": float(first["strength"])}
-        per_variant[v] = summary
-        sign[idx] = np.sign(summary["immediate"]) or 1.0
-    pooled = effect_summary(sign * imm, sign * fin, rng)
-    treated = data.prop(sol, list(m["run"]), last)
+        summary = effect_summary(imm[idx], fin[idx], rng)
+        pushes = (direction(summary["final"], sol, ends) if summary["final_detected"] else
+                  "no lasting push detected" if summary["final_ci"] else
+                  f"too few pairs to tell (needs >= {MIN_PAIRS})")
+        per_variant[v] = summary | {"kind": first["kind"], "start": int(first["start"]), "end": int(first["end"]),
+                                    "strength": float(first["strength"]), "pushes": pushes}
+    pooled = effect_summary(imm, fin, rng)
+    signs = {np.sign(s["immediate"]) for s in per_variant.values() if s["immediate_detected"]}
+    treated = data.prop(sol, treated_runs, last)
     dip, p_dip = stats.dip_test(treated)
-    details = {"property": sol, "variants": per_variant, "pooled": pooled, "final_dip_p": p_dip}
+    details = {"property": sol, "effect": "intervened minus matched control",
+               "interval": f"95% percentile bootstrap over matched pairs (none below {MIN_PAIRS} pairs)",
+               "variants": per_variant,
+               "pooled": pooled, "final_dip_p": p_dip, "directions_agree": len(signs) <= 1}
+    if ends:
+        details |= {"low_means": ends[0], "high_means": ends[1]}
+    verdict = f"interventions (pooled over {len(m)} matched pairs) " + _effects(pooled, sol, ends)
+    if len(signs) > 1:
+        verdict += "; variants push in opposite directions, so the pooled effects mix them"
+    if np.isfinite(p_dip):
+        verdict += f"; final outcomes of intervened runs are {'bimodal' if p_dip < 0.05 else 'not detectably bimodal'}"
     if pooled["immediate_detected"]:
-        verdict = (f"interventions move {sol} by {pooled['immediate']:+.3f} right after the window and "
-                   f"{pooled['final']:+.3f} at the end: persistence {pooled['persistence']:.2f}")
+        headline, value, ci = "persistence (final / immediate effect)", pooled["persistence"], pooled["persistence_ci"]
     else:
-        verdict = f"no immediate effect on {sol} detected (mean {pooled['immediate']:+.3f}), so persistence is undefined"
-    verdict += f"; final outcomes of intervened runs are {'bimodal' if p_dip < 0.05 else 'not detectably bimodal'}"
+        headline, value, ci = f"final effect on {sol} (no immediate effect)", pooled["final"], pooled["final_ci"]
     names = list(per_variant)
     xs = {f: np.array([per_variant[v][f] for v in names], dtype=float) for f in ("strength", "start")}
     axis = max(xs, key=lambda f: np.ptp(xs[f]))  # the dose that varies most across variants
@@ -113,7 +162,7 @@ def analyse_f(data: StudyData) -> Finding:
         x = xs[axis]
         for j, (f, style) in enumerate((("immediate", "o"), ("final", "s"))):
             y = np.array([per_variant[v][f] for v in names])
-            err = np.abs(np.array([per_variant[v][f"{f}_ci"] for v in names], dtype=float).T - y)
+            err = np.abs(np.array([per_variant[v][f"{f}_ci"] or (np.nan, np.nan) for v in names], dtype=float).T - y)
             ax.errorbar(x + 0.01 * j * (np.ptp(x) or 1), y, yerr=err, fmt=style, ms=5, capsize=2,
                         label=f"{f} effect", mfc="none" if f == "immediate" else None)
         for xi, v in zip(x, names):
@@ -123,5 +172,4 @@ def analyse_f(data: StudyData) -> Finding:
         ax.set_ylabel(f"Δ {sol} vs matched control")
         ax.legend(fontsize=8, loc="best")
 
-    return Finding("F", "persistence (final / immediate effect)", pooled["persistence"],
-                   pooled["persistence_ci"], verdict, details, plot)
+    return Finding("F", headline, value, ci, verdict, details, plot)

@@ -9,6 +9,9 @@
 
 Headline: the mean top-k overlap between the mid-training checkpoint and the final one (CKA when
 no importance is stored); the interval resamples runs.
+
+Least data: 5 runs (the interval resamples runs; see A) and 3 checkpoints (a mid-training
+checkpoint that is neither the start nor the end).
 """
 
 from __future__ import annotations
@@ -81,7 +84,7 @@ def _transitions(data: StudyData, runs: list[str]) -> dict[str, object]:
             "criterion": "sigmoid beats exponential and power-law decay of log loss by BIC > 10, 10-90% width < 20% of training"}
 
 
-@analysis("G")
+@analysis("G", min_runs=5, min_checkpoints=3)
 def analyse_g(data: StudyData) -> Finding:
     """Survival of important components and representations (see the module docstring)."""
     runs = data.reference

@@ -10,7 +10,13 @@ each scored on held-out runs (grouped 5-fold by init seed):
   point (the first checkpoint whose training loss has fallen half the way from its start to its end).
 
 Headline: the held-out score of the static measures; details compare it with early order and
-with both together (what early order adds). Intervals resample runs' held-out outcomes.
+with both together (what early order adds). Intervals resample runs' held-out outcomes. A
+held-out R^2 below 0 (worse than predicting the mean) reads "no predictive power"; an accuracy
+whose interval reaches chance reads "not above chance".
+
+Least data: 10 runs of 5 init seeds. The held-out scores come from grouped 5-fold by init seed:
+5 folds need 5 init groups, and with 10 runs each fold holds out 2 and fits on 8 (with fewer,
+a fit on 2 or 3 runs predicts nothing and the R^2 runs to large negative values).
 """
 
 from __future__ import annotations
@@ -37,6 +43,23 @@ def half_way_steps(steps: np.ndarray, loss: np.ndarray) -> np.ndarray:
     """First step whose loss has fallen half the way from the first to the last value: (R, T) -> (R,)."""
     half = (loss[:, :1] + loss[:, -1:]) / 2
     return steps[np.argmax(loss <= half, axis=1)]
+
+
+def reading(score: float, ci: tuple[float, float], chance: float, kind: str) -> str:
+    """A held-out score in words: the number, or why it means nothing.
+
+    >>> reading(-29.4, (-133.0, -10.4), 0.0, "regress")
+    'no predictive power (held-out R² < 0)'
+    >>> reading(0.81, (0.7, 0.9), 0.5, "classify")
+    '0.81'
+    >>> reading(0.55, (0.4, 0.7), 0.5, "classify")
+    '0.55 (not above chance)'
+    """
+    if kind == "regress" and score < 0:
+        return "no predictive power (held-out R² < 0)"
+    if not ci[0] > chance:
+        return f"{score:.2f} (not above chance)"
+    return f"{score:.2f}"
 
 
 def _static_features(data: StudyData, runs: list[str]) -> tuple[np.ndarray, list[str]]:
@@ -68,7 +91,7 @@ def _early_features(data: StudyData, runs: list[str]) -> tuple[np.ndarray, np.nd
     return data.props_at(runs, list(at)), at  # (R, P), (R,)
 
 
-@analysis("H")
+@analysis("H", min_runs=10, min_inits=5)
 def analyse_h(data: StudyData) -> Finding:
     """Static measures vs early learning order as held-out predictors of the outcome."""
     runs = data.reference
@@ -91,8 +114,9 @@ def analyse_h(data: StudyData) -> Finding:
     details = {"target": what, "metric": metric, "chance": chance, "static_measures": static_names,
                "half_way_step_median": float(np.median(at)), "scores": scores,
                "score_ci": {n: list(c) for n, c in cis.items()}, "early_adds": scores["both"] - scores["static"]}
-    verdict = (f"held-out {metric} predicting the {what}: static measures {scores['static']:.2f}, "
-               f"early learning order {scores['early order']:.2f}, both {scores['both']:.2f} (chance {chance:.2f})")
+    words = {n: reading(scores[n], cis[n], chance, kind) for n in sets}
+    verdict = (f"held-out {metric} predicting the {what}: static measures {words['static']}, "
+               f"early learning order {words['early order']}, both {words['both']} (chance {chance:.2f})")
 
     def plot(ax) -> None:
         names = list(scores)

@@ -8,10 +8,18 @@ Prediction agreement on the probe examples (every probe, concatenated):
 
 Headline: over time minus between runs (positive: a run agrees more with its own past than with
 another seed's end). The interval resamples runs and examples jointly (multi-bootstrap). The same
-two numbers for CKA, per layer, are in the details when stored.
+two numbers for CKA, per layer, are in the details when stored. Each bar of the plot has its
+interval in the details: ``ci_over_time`` and ``ci_between_runs`` (agreement, from the same
+resamples as the headline), and ``over_time_ci`` / ``between_runs_ci`` per CKA layer (runs
+resampled).
+
+Least data: 5 runs (the intervals resample runs; see A) and 2 checkpoints (a mid-training one
+besides the end).
 """
 
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 
@@ -40,22 +48,52 @@ def time_vs_runs(mid: np.ndarray, final: np.ndarray, runs: np.ndarray | None = N
     return over_time, float(agree[off].mean()) if off.any() else float("nan")
 
 
-def _cka_pair(data: StudyData, runs: list[str], mid: int) -> dict[str, object]:
+def bootstrap_both(pm: np.ndarray, pf: np.ndarray, rng: np.random.Generator,
+                   n_boot: int = 300) -> np.ndarray:
+    """(over time, between runs) on ``n_boot`` joint resamples of runs and examples: (n_boot, 2).
+
+    The same resamples as :func:`pathdep.analyses.stats.multi_bootstrap` draws, so the headline's
+    interval (their difference) and each bar's interval come from one set of resamples.
+    """
+    r_all, n = pm.shape
+    r = rng.integers(0, r_all, size=(n_boot, r_all))
+    e = rng.integers(0, n, size=(n_boot, n))
+    return np.array([time_vs_runs(pm, pf, r[b], np.bincount(e[b], minlength=n)) for b in range(n_boot)])
+
+
+def _cka_pair(data: StudyData, runs: list[str], mid: int, rng: np.random.Generator,
+              n_boot: int = 300) -> dict[str, object]:
+    """Per layer: mean within-run CKA (mid vs final) and between-run CKA (final vs final), each with
+    an interval over resampled runs."""
     t = data.table("cka")
     if t is None:
         return {}
-    keep, last = set(runs), data.final_step
-    t = t[t["run_a"].isin(keep) & t["run_b"].isin(keep)]
+    pos, last = {r: i for i, r in enumerate(runs)}, data.final_step
+    t = t[t["run_a"].isin(pos) & t["run_b"].isin(pos)]
+    idx = rng.integers(0, len(runs), size=(n_boot, len(runs)))  # (n_boot, R)
     out = {}
     for layer, g in t.groupby("layer"):
-        within = g[(g.run_a == g.run_b) & (g.step_a == mid) & (g.step_b == last)]["cka"]
-        between = g[(g.run_a != g.run_b) & (g.step_a == last) & (g.step_b == last)]["cka"]
-        if len(within) and len(between):
-            out[f"cka[{layer}]"] = {"over_time": float(within.mean()), "between_runs": float(between.mean())}
+        w = g[(g.run_a == g.run_b) & (g.step_a == mid) & (g.step_b == last)]
+        b = g[(g.run_a != g.run_b) & (g.step_a == last) & (g.step_b == last)]
+        if not (len(w) and len(b)):
+            continue
+        within = np.full(len(runs), np.nan)
+        within[w["run_a"].map(pos).to_numpy()] = w["cka"].to_numpy(dtype=float)
+        between = np.full((len(runs), len(runs)), np.nan)
+        i, j = b["run_a"].map(pos).to_numpy(), b["run_b"].map(pos).to_numpy()
+        between[i, j] = between[j, i] = b["cka"].to_numpy(dtype=float)
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a resample without a measured pair
+            w_boot = np.nanmean(within[idx], axis=1)
+            b_boot = np.array([np.nanmean(between[np.ix_(k, k)][k[:, None] != k[None, :]]) for k in idx])
+        off = ~np.eye(len(runs), dtype=bool)
+        out[f"cka[{layer}]"] = {"over_time": float(np.nanmean(within)), "between_runs": float(np.nanmean(between[off])),
+                                "over_time_ci": stats.percentile_ci(w_boot),
+                                "between_runs_ci": stats.percentile_ci(b_boot)}
     return out
 
 
-@analysis("T")
+@analysis("T", min_runs=5, min_checkpoints=2)
 def analyse_t(data: StudyData) -> Finding:
     """Mid-vs-final within runs against final-vs-final between runs (see the module docstring)."""
     runs, last = data.reference, data.final_step
@@ -67,17 +105,21 @@ def analyse_t(data: StudyData) -> Finding:
     over, between = time_vs_runs(pm, pf)
     value = over - between
 
-    def stat(r: np.ndarray, e: np.ndarray) -> float:
-        o, b = time_vs_runs(pm, pf, r, np.bincount(e, minlength=pm.shape[1]))
-        return o - b
-
-    ci, boot = stats.multi_bootstrap(stat, *pm.shape, data.rng(0x7), n_boot=300)
-    details = {"mid_step": mid, "agreement_over_time": over, "agreement_between_runs": between}
-    details |= _cka_pair(data, runs, mid)
-    verdict = (f"a run's step-{mid} predictions agree {over:.1%} with its own end; two runs' ends agree {between:.1%}: "
-               + ("the middle of a run says more about its end than another seed does" if ci[0] > 0 else
-                  "another seed's end is as close as the run's own middle" if ci[1] >= 0 else
-                  "runs agree more with each other than with their own middle"))
+    rng = data.rng(0x7)
+    boot = bootstrap_both(pm, pf, rng)  # (n_boot, 2)
+    ci = stats.percentile_ci(boot[:, 0] - boot[:, 1])
+    details = {"mid_step": mid, "agreement_over_time": over, "agreement_between_runs": between,
+               "ci_over_time": stats.percentile_ci(boot[:, 0]), "ci_between_runs": stats.percentile_ci(boot[:, 1]),
+               "interval": "95% percentile, runs and examples resampled jointly (300 resamples)"}
+    details |= _cka_pair(data, runs, mid, rng)
+    if ci[0] > 0:
+        reading = "the middle of a run says more about its end than another seed does"
+    elif ci[1] >= 0:
+        reading = "the run's own middle is not detectably closer to its end than another seed's end is"
+    else:
+        reading = "runs agree more with each other than with their own middle"
+    verdict = (f"a run's step-{mid} predictions agree {over:.1%} with its own end; two runs' ends agree "
+               f"{between:.1%}: {reading}")
     cka_items = [(k, v) for k, v in details.items() if k.startswith("cka[")]
 
     def plot(ax) -> None:

@@ -10,6 +10,8 @@ each "example" is one token) and answers which tokens runs learn alike, and when
   (run, step) rows: one dominant direction means runs learn the same tokens in the same order;
 - each token's loss curve (mean over runs) classified as sharp (an S-shaped drop within 20% of
   training), smooth or flat (:func:`pathdep.analyses.tokens.curve_shapes`).
+
+Least data: a token-level task and 5 runs (the interval resamples runs; see A).
 """
 
 from __future__ import annotations
@@ -36,16 +38,18 @@ def mean_pair_spearman(losses: np.ndarray) -> float:
     return float(corr[np.triu_indices(len(ranks), 1)].mean())
 
 
-@analysis("TOK")
-def analyse_tok(data: StudyData) -> Finding:
-    """Per-token agreement, PCA and curve shapes (see the module docstring)."""
+def token_level(data: StudyData) -> None:
+    """TOK asks its question of language models only."""
     from pathdep.tasks.sequence import SequenceTask
 
     if not isinstance(data.study.task, SequenceTask):
         raise NotMeasured("the task is not token-level (no language model)")
+
+
+@analysis("TOK", applies=token_level, min_runs=5)
+def analyse_tok(data: StudyData) -> Finding:
+    """Per-token agreement, PCA and curve shapes (see the module docstring)."""
     runs = data.reference[:MAX_RUNS]
-    if len(runs) < 2:
-        raise NotMeasured("needs at least two runs")
     steps = data.behaviour_steps(runs)
     losses = np.stack([data.behaviour(runs, s, "loss", "test") for s in steps], axis=1)  # (R, S, N)
     mid = int(np.argmin(np.abs(np.asarray(steps) - steps[-1] / 2)))

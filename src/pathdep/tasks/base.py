@@ -43,6 +43,7 @@ class Task:
     n_outputs: int  # logits per example (1 for binary tasks)
     loss_kind: Literal["bce", "ce"] = "ce"
     solution_property: str = "test_acc"  # the property whose value is a run's "solution type"
+    solution_ends: tuple[str, str] | None = None  # what a low and a high solution property mean
     doc: str = ""
 
     @property

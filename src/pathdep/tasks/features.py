@@ -86,5 +86,6 @@ def build(args: TwoFeaturesArgs) -> TwoFeatures:
         n_outputs=1,
         loss_kind="bce",
         solution_property="reliance",
+        solution_ends=("the XOR solution", "the linear solution"),
         doc=__doc__.splitlines()[0],
     )
