@@ -1,13 +1,14 @@
 """A Finding answers one question of the path-dependence profile; a Profile holds a study's findings.
 
 A finding carries one headline statistic with its confidence interval, a verdict in words,
-secondary numbers (``details``) and a plot. The plot is either a function that draws on a
+secondary numbers (``details``), a plot, and its place on the question's spectrum between low and
+high path dependence (``place``, with the rule that placed it: :mod:`pathdep.analyses.spectrum`). The plot is either a function that draws on a
 matplotlib ``Axes`` (built from stored data by the analysis) or the PNG bytes of a figure.
 Everything but the plot is JSON-serialisable (:meth:`Finding.to_dict`, :meth:`Profile.to_json`).
 
 >>> f = not_measured("F", "the study has no intervention variants")
->>> f.measured, f.verdict
-(False, 'not measured in this study: the study has no intervention variants')
+>>> f.measured, f.verdict, f.place
+(False, 'not measured in this study: the study has no intervention variants', 'not measured')
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from pathdep.analyses.spectrum import place_of
 
 QUESTIONS: dict[str, str] = {
     "A": "How much do final models differ across seeds?",
@@ -50,6 +53,14 @@ class Finding:
     details: dict[str, Any] = field(default_factory=dict)
     plot: PlotFn | bytes | None = None
     measured: bool = True
+    place: str = ""  # low / mixed / high / not measured; "" = placed from the numbers by the question's rule
+    place_rule: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.place:
+            place, rule = place_of(self)
+            object.__setattr__(self, "place", place)
+            object.__setattr__(self, "place_rule", self.place_rule or rule)
 
     @property
     def question(self) -> str:
@@ -66,6 +77,8 @@ class Finding:
             "verdict": self.verdict,
             "details": jsonable(self.details),
             "measured": self.measured,
+            "place": self.place,
+            "place_rule": self.place_rule,
         }
 
     @classmethod
@@ -79,6 +92,8 @@ class Finding:
             verdict=d["verdict"],
             details=d.get("details", {}),
             measured=d.get("measured", True),
+            place=d.get("place", ""),
+            place_rule=d.get("place_rule", ""),
         )
 
 
@@ -118,6 +133,15 @@ class Profile:
     @classmethod
     def from_json(cls, text: str) -> Profile:
         return cls.from_dict(json.loads(text))
+
+
+def side_by_side(ax: Any, width_ratios: tuple[float, ...] = (3, 2)) -> list[Any]:
+    """Replace ``ax`` by panels side by side in its place (a plot with a second view beside it,
+    never an inset over the first); returns the new axes, left to right."""
+    spec = ax.get_subplotspec().subgridspec(1, len(width_ratios), width_ratios=width_ratios, wspace=0.08)
+    fig = ax.figure
+    ax.remove()
+    return [fig.add_subplot(s) for s in spec]
 
 
 def jsonable(obj: Any) -> Any:
