@@ -1,4 +1,9 @@
-"""One self-contained HTML page of a profile: inline CSS, plots as base64 PNG, no scripts, no links out."""
+"""One self-contained HTML page of a profile: inline CSS, plots as base64 PNG, no scripts, no links out.
+
+The page opens with any warnings (in red), the place of every question on its spectrum between low
+and high path dependence (a row of chips, each with its rule), and a bottom-line paragraph; then
+the summary table, the training curves and one card per finding.
+"""
 
 from __future__ import annotations
 
@@ -8,15 +13,23 @@ import json
 from importlib import resources
 from typing import Any
 
+from pathdep.analyses import spectrum
 from pathdep.analyses.finding import Finding, Profile, jsonable
+
+MAX_ITEMS = 8  # list items shown in a details cell before "…"
+MAX_TEXT = 160  # characters of a long value shown before "…"
 
 
 def fmt(v: Any) -> str:
-    """A number as a short string (3 significant digits), anything else as text."""
+    """A number as a short string (3 significant digits), anything else as text.
+
+    >>> fmt(0.123456), fmt(12), fmt(None), fmt(1234567.0)
+    ('0.123', '12', '—', '1.23e+06')
+    """
     if v is None:
         return "—"
     if isinstance(v, bool):
-        return str(v)
+        return "yes" if v else "no"
     if isinstance(v, (int, float)):
         return f"{v:.3g}" if isinstance(v, float) else str(v)
     return str(v)
@@ -24,34 +37,55 @@ def fmt(v: Any) -> str:
 
 def headline_text(f: Finding) -> str:
     if not f.measured or f.value is None:
-        return "not measured"
+        return "not measured" if not f.measured else "—"
     ci = f" [{fmt(f.ci[0])}, {fmt(f.ci[1])}]" if f.ci is not None else ""
     return f"{fmt(f.value)}{ci}"
 
 
-def _rounded(v: Any) -> Any:
-    """Floats to 4 significant digits, inside lists and dicts too (for display only)."""
-    if isinstance(v, float):
-        return float(f"{v:.4g}")
-    if isinstance(v, list):
-        return [_rounded(x) for x in v]
+def label(key: str) -> str:
+    """A details key as a human label: ``loss_barrier[test,raw]`` -> ``loss barrier (test, raw)``.
+
+    >>> label("share_init[reliance]"), label("p_value"), label("cka[h0]")
+    ('share init (reliance)', 'p value', 'CKA (h0)')
+    """
+    text = key.replace("_", " ").replace("[", " (").replace("]", ")").replace(",", ", ")
+    words = [w.upper() if w.lower() in ("cka", "ci", "bic", "pc1", "ood", "sd") else w for w in text.split(" ")]
+    return " ".join(words).replace("  ", " ")
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= MAX_TEXT else text[:MAX_TEXT] + " …"
+
+
+def _cell(v: Any, depth: int = 0) -> str:
+    """A details value as HTML: scalars formatted, short lists inline, dicts as nested tables."""
     if isinstance(v, dict):
-        return {k: _rounded(x) for k, x in v.items()}
-    return v
+        if not v:
+            return "—"
+        if depth >= 2:
+            return f'<span class="mono">{html.escape(_short(json.dumps(v)))}</span>'
+        items = list(v.items())
+        rows = "".join(f"<tr><th>{html.escape(label(str(k)))}</th><td>{_cell(x, depth + 1)}</td></tr>"
+                       for k, x in items[:MAX_ITEMS * 2])
+        more = (f'<tr><td colspan="2" class="more">… {len(items) - MAX_ITEMS * 2} more in profile.json</td></tr>'
+                if len(items) > MAX_ITEMS * 2 else "")
+        return f'<table class="nested">{rows}{more}</table>'
+    if isinstance(v, list):
+        if not v:
+            return "—"
+        if all(not isinstance(x, (list, dict)) for x in v):
+            shown = ", ".join(fmt(x) for x in v[:MAX_ITEMS])
+            more = f", … ({len(v)} values; all in profile.json)" if len(v) > MAX_ITEMS else ""
+            return html.escape(shown + more)
+        return f'<span class="mono">{html.escape(_short(json.dumps(v)))}</span>'
+    return html.escape(_short(fmt(v)))
 
 
-def _details_rows(details: dict[str, Any]) -> str:
-    rows = []
-    for k, v in _rounded(jsonable(details)).items():
-        if isinstance(v, (dict, list)):
-            text = json.dumps(v, separators=(", ", ": "))
-            if len(text) > 400:
-                text = text[:400] + " …"
-            cell = f'<span class="mono">{html.escape(text)}</span>'
-        else:
-            cell = html.escape(fmt(v))
-        rows.append(f"<tr><th>{html.escape(k)}</th><td>{cell}</td></tr>")
-    return "\n".join(rows)
+def details_table(details: dict[str, Any]) -> str:
+    """A finding's details as a two-column table of human labels and formatted values."""
+    rows = "\n".join(f"<tr><th>{html.escape(label(str(k)))}</th><td>{_cell(v)}</td></tr>"
+                     for k, v in jsonable(details).items())
+    return f'<table class="details">{rows}</table>'
 
 
 def _finding_section(f: Finding, png: bytes | None) -> str:
@@ -59,47 +93,98 @@ def _finding_section(f: Finding, png: bytes | None) -> str:
     img = (f'<img alt="plot of finding {f.id}" data-finding="{f.id}" '
            f'src="data:image/png;base64,{base64.b64encode(png).decode()}">' if png else
            '<p class="q">No plot.</p>')
-    details = (f"<details open><summary>Details</summary><table>{_details_rows(f.details)}</table></details>"
+    details = (f"<details open><summary>Details</summary>{details_table(f.details)}</details>"
                if f.details else "")
-    body = f'<div class="grid"><div>{img}</div><div>{details}</div></div>' if f.measured else ""
+    body = f'<div class="grid"><div>{img}</div><div class="side">{details}</div></div>' if f.measured else ""
+    place = _chip(f, link=False)
     return f"""
 <section class="{cls}" id="finding-{f.id}" data-finding="{f.id}">
-  <h2>{f.id} <span class="tag">{'measured' if f.measured else 'not measured'}</span></h2>
+  <h2>{f.id} {place}</h2>
   <p class="q">{html.escape(f.question)}</p>
   <div><span class="headline">{html.escape(f.headline or 'headline')}: <b>{html.escape(headline_text(f))}</b></span></div>
   <p class="verdict">{html.escape(f.verdict)}</p>
+  <p class="rule">Place on the spectrum: {html.escape(f.place_rule)}</p>
   {body}
 </section>"""
+
+
+def _chip(f: Finding, link: bool = True) -> str:
+    cls = "place-" + f.place.replace(" ", "-")
+    text = f"{f.id} · {f.place}" if link else f.place
+    inner = f'<a href="#finding-{f.id}">{html.escape(text)}</a>' if link else html.escape(text)
+    return f'<span class="chip {cls}" title="{html.escape(f.place_rule)}" data-place="{html.escape(f.place)}">{inner}</span>'
+
+
+def spectrum_block(profile: Profile) -> str:
+    """The chips of every question's place, the bottom line and the rules that placed them."""
+    study = [f for f in profile if f.id != "GF"]
+    gf = [f for f in profile if f.id == "GF"]
+    chips = "".join(_chip(f) for f in study)
+    gf_chip = f'<span class="apart">across studies:</span>{_chip(gf[0])}' if gf else ""
+    rules = "".join(f"<tr><td>{html.escape(f.place_rule)}</td><td>{html.escape(f.place)}</td></tr>" for f in profile)
+    return f"""<div class="spectrum" id="spectrum">
+  <div class="chips">{chips}{gf_chip}</div>
+  <p class="bottom-line">{html.escape(spectrum.bottom_line(profile))}</p>
+  <details><summary>How each place is decided (low / mixed / high path dependence)</summary>
+  <table class="rules"><tr><th>rule (an uncertain number lands in "mixed")</th><th>place</th></tr>{rules}</table>
+  </details>
+</div>"""
 
 
 def _summary(profile: Profile) -> str:
     rows = "\n".join(
         f'<tr><td><a href="#finding-{f.id}">{f.id}</a></td><td>{html.escape(f.question)}</td>'
-        f'<td>{html.escape(f.headline)}</td><td class="num">{html.escape(headline_text(f))}</td></tr>'
+        f'<td>{html.escape(f.headline)}</td><td class="num">{html.escape(headline_text(f))}</td>'
+        f'<td>{_chip(f, link=False)}</td></tr>'
         for f in profile)
     return (f'<div class="summary"><table><tr><th>id</th><th>question</th><th>headline</th>'
-            f'<th>value [95% CI]</th></tr>{rows}</table></div>')
+            f'<th>value [95% CI]</th><th>place</th></tr>{rows}</table></div>')
 
 
-def render_html(profile: Profile, pngs: dict[str, bytes | None]) -> str:
-    """The report page of ``profile``, with ``pngs[id]`` as each finding's plot."""
+def _figure_section(id: str, title: str, png: bytes | None, note: str) -> str:
+    if png is None:
+        return ""
+    return f"""
+<section class="finding figure" id="{id}">
+  <h2>{html.escape(title)}</h2>
+  <p class="q">{html.escape(note)}</p>
+  <img alt="{html.escape(title)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">
+</section>"""
+
+
+def render_html(profile: Profile, pngs: dict[str, bytes | None], warnings: list[str] | None = None,
+                curves: bytes | None = None) -> str:
+    """The report page of ``profile``, with ``pngs[id]`` as each finding's plot.
+
+    ``warnings``: lines shown in red at the top (e.g. measurement tables that are partial or stale);
+    ``curves``: the PNG of every run's training curves, shown after the summary.
+    """
     css = resources.files("pathdep.report").joinpath("style.css").read_text()
     meta = profile.meta
     sub = ", ".join(f"{k}: {fmt(v) if not isinstance(v, list) else ', '.join(map(str, v)) or '—'}"
                     for k, v in meta.items() if k not in ("description", "tables"))
     desc = f"<p>{html.escape(meta['description'])}</p>" if meta.get("description") else ""
+    warn = ("<div class=\"warnings\" role=\"alert\"><ul>" + "".join(f"<li>{html.escape(w)}</li>" for w in warnings)
+            + "</ul></div>") if warnings else ""
     sections = "\n".join(_finding_section(f, pngs.get(f.id)) for f in profile)
     tables = ", ".join(meta.get("tables", [])) or "none"
+    curves_html = _figure_section(
+        "training-curves", "Training curves", curves,
+        "Every run of the seed population over training: loss (smoothed) and the solution property, "
+        "coloured by the run's final cluster (C).")
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>pathdep profile: {html.escape(profile.study)}</title>
 <style>{css}</style></head>
 <body><main>
+{warn}
 <h1>Path-dependence profile: {html.escape(profile.study)}</h1>
 <p class="sub">{html.escape(sub)}</p>
 {desc}
+{spectrum_block(profile)}
 {_summary(profile)}
+{curves_html}
 {sections}
 <footer>Computed from the stored measurement tables ({html.escape(tables)}); intervals are 95% bootstrap
 percentile intervals. Re-rendering reads these tables and never trains or measures.</footer>
