@@ -130,8 +130,8 @@ def analyse_a(data: StudyData) -> Finding:
                     label="one run (± 2 noise sd)")
         ax.set_xlabel(f"runs, sorted by accuracy ({acc.size} runs)")
         ax.set_ylabel(f"final accuracy on {probe}")
-        ax.margins(y=0.25)
-        ax.legend(fontsize=8, loc="upper left")
+        ax.margins(y=0.08)
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, frameon=False)
 
     return Finding("A", f"seed sd of {probe} accuracy (probe noise removed)", value, ci, verdict, details, plot)
 

@@ -123,7 +123,7 @@ def analyse_f(data: StudyData) -> Finding:
         ax.invert_yaxis()
         ax.axvline(0, color="0.6", lw=1)
         ax.set_xlabel(f"Δ {sol}, intervened minus matched control")
-        ax.legend(fontsize=8, loc="best")
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, frameon=False)
 
     return Finding("F", "persistence (final / immediate effect)", pooled["persistence"],
                    pooled["persistence_ci"], verdict, details, plot)

@@ -149,7 +149,7 @@ def analyse_lmc(data: StudyData) -> Finding:
             side.axhline(STABLE_ERROR, color="0.6", ls="--", lw=1, label=f"connected ({STABLE_ERROR:g})")
             side.set_xlabel("fork step k")
             side.set_ylabel("children's mean error barrier")
-            side.set_ylim(bottom=0)
+            side.margins(y=0.15)
             side.legend(fontsize=8, loc="upper right")
 
     return Finding("LMC", "mean error barrier between final runs (raw)", value, ci, verdict, details, plot)

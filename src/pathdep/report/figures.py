@@ -78,7 +78,7 @@ def _curves(data: StudyData) -> dict[str, Any] | None:
     return {"runs": runs, "steps": steps, "prop": prop, "labels": labels, "loss": loss, "name": data.solution_property}
 
 
-def training_curves(data: StudyData, size: tuple[float, float] = (10.0, 3.6), dpi: int = 110) -> bytes | None:
+def training_curves(data: StudyData, size: tuple[float, float] = (10.0, 3.2), dpi: int = 100) -> bytes | None:
     """Loss and the solution property over steps of every run of the seed population, coloured by
     its final cluster (C); None when the properties table is absent."""
     c = _curves(StudyData.of(data))
@@ -95,7 +95,7 @@ def training_curves(data: StudyData, size: tuple[float, float] = (10.0, 3.6), dp
             for y, col in zip(sm, colour):
                 a.plot(np.arange(n), y, color=col, lw=0.8, alpha=0.6)
             a.set_yscale("log")
-            a.set_ylabel(f"training loss (moving average of {max(1, n // 50)} steps)")
+            a.set_ylabel("training loss (smoothed)")
         else:
             a.text(0.5, 0.5, "no training log stored", ha="center", va="center", transform=a.transAxes)
         a.set_xlabel("step")
@@ -105,7 +105,7 @@ def training_curves(data: StudyData, size: tuple[float, float] = (10.0, 3.6), dp
         b.set_ylabel(c["name"])
         handles = [b.plot([], [], color=f"C{j}", lw=2, label=f"final cluster {j} ({int((c['labels'] == j).sum())} runs)")[0]
                    for j in range(k)]
-        fig.legend(handles=handles, loc="outside right upper", fontsize=8, frameon=False)
+        b.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8, frameon=False)
         fig.suptitle(f"training curves of {len(c['runs'])} runs", fontsize=10, x=0.01, ha="left")
 
     return _png(draw, size, dpi)

@@ -10,13 +10,14 @@ from __future__ import annotations
 import base64
 import html
 import json
+import re
 from importlib import resources
 from typing import Any
 
 from pathdep.analyses import spectrum
 from pathdep.analyses.finding import Finding, Profile, jsonable
 
-MAX_ITEMS = 8  # list items shown in a details cell before "…"
+MAX_ITEMS = 6  # list items shown in a details cell before "…"
 MAX_TEXT = 160  # characters of a long value shown before "…"
 
 
@@ -31,7 +32,7 @@ def fmt(v: Any) -> str:
     if isinstance(v, bool):
         return "yes" if v else "no"
     if isinstance(v, (int, float)):
-        return f"{v:.3g}" if isinstance(v, float) else str(v)
+        return f"{v + 0.0:.3g}" if isinstance(v, float) else str(v)  # + 0.0: no "-0"
     return str(v)
 
 
@@ -45,47 +46,95 @@ def headline_text(f: Finding) -> str:
 def label(key: str) -> str:
     """A details key as a human label: ``loss_barrier[test,raw]`` -> ``loss barrier (test, raw)``.
 
-    >>> label("share_init[reliance]"), label("p_value"), label("cka[h0]")
-    ('share init (reliance)', 'p value', 'CKA (h0)')
+    Keys that are data (a variant or run name such as ``lr_1e-2``) are kept as they are.
+
+    >>> label("share_init[reliance]"), label("p_value"), label("cka[h0]"), label("xor_0_50_s0.1")
+    ('share init (reliance)', 'p value', 'CKA (h0)', 'xor_0_50_s0.1')
     """
-    text = key.replace("_", " ").replace("[", " (").replace("]", ")").replace(",", ", ")
-    words = [w.upper() if w.lower() in ("cka", "ci", "bic", "pc1", "ood", "sd") else w for w in text.split(" ")]
-    return " ".join(words).replace("  ", " ")
+    name, bracket, rest = key.partition("[")
+    if not re.fullmatch(r"[A-Za-z_ ]+", name):
+        return key
+    words = [w.upper() if w.lower() in ACRONYMS else w for w in name.replace("_", " ").split()]
+    inner = f" ({rest.rstrip(']').replace(',', ', ')})" if bracket else ""
+    return " ".join(words) + inner
+
+
+ACRONYMS = ("cka", "ci", "bic", "pc1", "ood", "sd", "lr")
+
+
+def _is_interval(key: str, v: Any) -> bool:
+    return (isinstance(v, list) and len(v) == 2 and all(isinstance(x, (int, float)) or x is None for x in v)
+            and key.lower().rstrip("]").endswith("ci"))
 
 
 def _short(text: str) -> str:
     return text if len(text) <= MAX_TEXT else text[:MAX_TEXT] + " …"
 
 
-def _cell(v: Any, depth: int = 0) -> str:
-    """A details value as HTML: scalars formatted, short lists inline, dicts as nested tables."""
-    if isinstance(v, dict):
-        if not v:
-            return "—"
-        if depth >= 2:
-            return f'<span class="mono">{html.escape(_short(json.dumps(v)))}</span>'
-        items = list(v.items())
-        rows = "".join(f"<tr><th>{html.escape(label(str(k)))}</th><td>{_cell(x, depth + 1)}</td></tr>"
-                       for k, x in items[:MAX_ITEMS * 2])
-        more = (f'<tr><td colspan="2" class="more">… {len(items) - MAX_ITEMS * 2} more in profile.json</td></tr>'
-                if len(items) > MAX_ITEMS * 2 else "")
-        return f'<table class="nested">{rows}{more}</table>'
-    if isinstance(v, list):
-        if not v:
-            return "—"
-        if all(not isinstance(x, (list, dict)) for x in v):
-            shown = ", ".join(fmt(x) for x in v[:MAX_ITEMS])
-            more = f", … ({len(v)} values; all in profile.json)" if len(v) > MAX_ITEMS else ""
-            return html.escape(shown + more)
-        return f'<span class="mono">{html.escape(_short(json.dumps(v)))}</span>'
-    return html.escape(_short(fmt(v)))
+def _series(items: list[tuple[str, Any]]) -> str:
+    shown = ", ".join(f"{k}: {fmt(x)}" for k, x in items[:MAX_ITEMS])
+    return shown + (f", … ({len(items)} values; all in profile.json)" if len(items) > MAX_ITEMS else "")
 
 
-def details_table(details: dict[str, Any]) -> str:
-    """A finding's details as a two-column table of human labels and formatted values."""
-    rows = "\n".join(f"<tr><th>{html.escape(label(str(k)))}</th><td>{_cell(v)}</td></tr>"
-                     for k, v in jsonable(details).items())
-    return f'<table class="details">{rows}</table>'
+def _text(key: str, v: Any) -> str:
+    """A scalar, an interval, a list of scalars or a step series as one short line of text."""
+    if _is_interval(key, v):
+        return f"[{fmt(v[0])}, {fmt(v[1])}]"
+    if isinstance(v, list) and all(not isinstance(x, (list, dict)) for x in v):
+        if not v:
+            return "—"
+        shown = ", ".join(fmt(x) for x in v[:MAX_ITEMS])
+        return shown + (f", … ({len(v)} values; all in profile.json)" if len(v) > MAX_ITEMS else "")
+    if isinstance(v, dict) and v and all(_numeric(k) and not isinstance(x, (list, dict)) for k, x in v.items()):
+        return _series(list(v.items()))
+    if isinstance(v, (list, dict)):
+        return _short(json.dumps(v))
+    return _short(fmt(v))
+
+
+def _numeric(k: str) -> bool:
+    try:
+        float(k)
+    except ValueError:
+        return False
+    return True
+
+
+def _cell(key: str, v: Any, depth: int = 0) -> str:
+    """A details value as HTML: short text, or a small nested table for a dict of named values."""
+    if isinstance(v, dict) and v and depth < 1 and not all(_numeric(k) for k in v):
+        inherit = key.lower().endswith("ci")  # the items of an interval dict are intervals
+        rows = "".join(f"<tr><th>{html.escape(label(str(k)))}</th><td>{_cell(key if inherit else str(k), x, depth + 1)}"
+                       "</td></tr>" for k, x in v.items())
+        return f'<table class="nested">{rows}</table>'
+    return html.escape(_text(key, v))
+
+
+def _is_records(v: Any) -> bool:
+    """A dict of dicts (e.g. one row of numbers per variant): shown as a full-width table."""
+    return isinstance(v, dict) and len(v) > 0 and all(isinstance(x, dict) and x for x in v.values())
+
+
+def records_table(key: str, rows: dict[str, dict[str, Any]]) -> str:
+    """Rows of named values as one table: a row per outer key, a column per inner key."""
+    cols: list[str] = []
+    for r in rows.values():
+        cols += [c for c in r if c not in cols]
+    head = "".join(f"<th>{html.escape(label(c))}</th>" for c in cols)
+    body = "".join(f"<tr><th>{html.escape(str(name))}</th>"
+                   + "".join(f'<td class="num">{html.escape(_text(c, r.get(c)))}</td>' for c in cols) + "</tr>"
+                   for name, r in rows.items())
+    return (f'<div class="records"><p class="caption">{html.escape(label(key))}</p>'
+            f'<table><tr><th></th>{head}</tr>{body}</table></div>')
+
+
+def details_table(details: dict[str, Any]) -> tuple[str, str]:
+    """A finding's details as (a two-column table of labels and values, full-width tables of records)."""
+    plain = jsonable(details)
+    rows = "\n".join(f"<tr><th>{html.escape(label(str(k)))}</th><td>{_cell(str(k), v)}</td></tr>"
+                      for k, v in plain.items() if not _is_records(v))
+    wide = "".join(records_table(str(k), v) for k, v in plain.items() if _is_records(v))
+    return f'<table class="details">{rows}</table>', wide
 
 
 def _finding_section(f: Finding, png: bytes | None) -> str:
@@ -93,9 +142,10 @@ def _finding_section(f: Finding, png: bytes | None) -> str:
     img = (f'<img alt="plot of finding {f.id}" data-finding="{f.id}" '
            f'src="data:image/png;base64,{base64.b64encode(png).decode()}">' if png else
            '<p class="q">No plot.</p>')
-    details = (f"<details open><summary>Details</summary>{details_table(f.details)}</details>"
-               if f.details else "")
-    body = f'<div class="grid"><div>{img}</div><div class="side">{details}</div></div>' if f.measured else ""
+    side, wide = details_table(f.details) if f.details else ("", "")
+    details = f"<details open><summary>Details</summary>{side}</details>" if f.details else ""
+    body = (f'<div class="grid"><div>{img}</div><div class="side">{details}</div></div>{wide}'
+            if f.measured else "")
     place = _chip(f, link=False)
     return f"""
 <section class="{cls}" id="finding-{f.id}" data-finding="{f.id}">
