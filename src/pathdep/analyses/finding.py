@@ -53,14 +53,15 @@ class Finding:
     details: dict[str, Any] = field(default_factory=dict)
     plot: PlotFn | bytes | None = None
     measured: bool = True
-    place: str = ""  # low / mixed / high / not measured; "" = placed from the numbers by the question's rule
-    place_rule: str = ""
+    # low / mixed / high / not measured, and the rule that says so: always computed from the numbers
+    # above (also after dataclasses.replace or from_dict), so a place never disagrees with them
+    place: str = field(init=False, default="")
+    place_rule: str = field(init=False, default="")
 
     def __post_init__(self) -> None:
-        if not self.place:
-            place, rule = place_of(self)
-            object.__setattr__(self, "place", place)
-            object.__setattr__(self, "place_rule", self.place_rule or rule)
+        place, rule = place_of(self)
+        object.__setattr__(self, "place", place)
+        object.__setattr__(self, "place_rule", rule)
 
     @property
     def question(self) -> str:
@@ -92,8 +93,6 @@ class Finding:
             verdict=d["verdict"],
             details=d.get("details", {}),
             measured=d.get("measured", True),
-            place=d.get("place", ""),
-            place_rule=d.get("place_rule", ""),
         )
 
 

@@ -48,11 +48,11 @@ def label(key: str) -> str:
 
     Keys that are data (a variant or run name such as ``lr_1e-2``) are kept as they are.
 
-    >>> label("share_init[reliance]"), label("p_value"), label("cka[h0]"), label("xor_0_50_s0.1")
-    ('share init (reliance)', 'p value', 'CKA (h0)', 'xor_0_50_s0.1')
+    >>> label("share_init[reliance]"), label("pc1_loadings"), label("cka[h0]"), label("xor_0_50_s0.1")
+    ('share init (reliance)', 'PC1 loadings', 'CKA (h0)', 'xor_0_50_s0.1')
     """
     name, bracket, rest = key.partition("[")
-    if not re.fullmatch(r"[A-Za-z_ ]+", name):
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9]*(_[A-Za-z][A-Za-z0-9]*)*", name):
         return key
     words = [w.upper() if w.lower() in ACRONYMS else w for w in name.replace("_", " ").split()]
     inner = f" ({rest.rstrip(']').replace(',', ', ')})" if bracket else ""
@@ -104,10 +104,17 @@ def _cell(key: str, v: Any, depth: int = 0) -> str:
     """A details value as HTML: short text, or a small nested table for a dict of named values."""
     if isinstance(v, dict) and v and depth < 1 and not all(_numeric(k) for k in v):
         inherit = key.lower().endswith("ci")  # the items of an interval dict are intervals
-        rows = "".join(f"<tr><th>{html.escape(label(str(k)))}</th><td>{_cell(key if inherit else str(k), x, depth + 1)}"
+        name = label if _is_fields(v) else str  # a dict of fields, or of values keyed by data (study, variant)
+        rows = "".join(f"<tr><th>{html.escape(name(str(k)))}</th><td>{_cell(key if inherit else str(k), x, depth + 1)}"
                        "</td></tr>" for k, x in v.items())
         return f'<table class="nested">{rows}</table>'
     return html.escape(_text(key, v))
+
+
+def _is_fields(v: dict[str, Any]) -> bool:
+    """A dict of named fields (values of several kinds) rather than one kind of value keyed by data."""
+    return len({type(x).__name__ if not isinstance(x, (int, float)) or isinstance(x, bool) else "number"
+                for x in v.values()}) > 1
 
 
 def _is_records(v: Any) -> bool:
