@@ -148,7 +148,7 @@ def analyse_lmc(data: StudyData) -> Finding:
             side.plot(inst["fork_steps"], inst["error_barrier"], "o-", ms=3, color="C2", label="children forked at k")
             side.axhline(STABLE_ERROR, color="0.6", ls="--", lw=1, label=f"connected ({STABLE_ERROR:g})")
             side.set_xlabel("fork step k")
-            side.set_ylabel("children's mean error barrier")
+            side.set_ylabel("children's error barrier")
             side.margins(y=0.15)
             side.legend(fontsize=8, loc="upper right")
 

@@ -131,16 +131,41 @@ def records_table(key: str, rows: dict[str, dict[str, Any]]) -> str:
     body = "".join(f"<tr><th>{html.escape(str(name))}</th>"
                    + "".join(f'<td class="num">{html.escape(_text(c, r.get(c)))}</td>' for c in cols) + "</tr>"
                    for name, r in rows.items())
-    return (f'<div class="records"><p class="caption">{html.escape(label(key))}</p>'
+    caption = ", ".join(label(f) for f in key.split(", "))
+    return (f'<div class="records"><p class="caption">{html.escape(caption)}</p>'
             f'<table><tr><th></th>{head}</tr>{body}</table></div>')
+
+
+def grouped(details: dict[str, Any]) -> tuple[dict[str, Any], dict[str, dict[str, dict[str, Any]]]]:
+    """Split off keys ``field[group]`` whose fields share a set of groups, as tables (group -> field -> value).
+
+    >>> rest, tables = grouped({"p": 1, "within[a]": 0.1, "within[b]": 0.2, "mean[a]": 1, "mean[b]": 2})
+    >>> rest, tables["within, mean"]
+    ({'p': 1}, {'a': {'within': 0.1, 'mean': 1}, 'b': {'within': 0.2, 'mean': 2}})
+    """
+    parts: dict[str, dict[str, Any]] = {}
+    for k, v in details.items():
+        m = re.fullmatch(r"([A-Za-z][\w]*)\[(.+)\]", k)
+        if m and not isinstance(v, (list, dict)):
+            parts.setdefault(m.group(1), {})[m.group(2)] = v
+    by_groups: dict[tuple[str, ...], list[str]] = {}
+    for field, g in parts.items():
+        by_groups.setdefault(tuple(g), []).append(field)
+    tables, taken = {}, set()
+    for groups, fields in by_groups.items():
+        if len(groups) >= 2 and (len(fields) >= 2 or len(groups) >= 3):
+            tables[", ".join(fields)] = {g: {f: parts[f][g] for f in fields} for g in groups}
+            taken |= {f"{f}[{g}]" for f in fields for g in groups}
+    return {k: v for k, v in details.items() if k not in taken}, tables
 
 
 def details_table(details: dict[str, Any]) -> tuple[str, str]:
     """A finding's details as (a two-column table of labels and values, full-width tables of records)."""
-    plain = jsonable(details)
+    plain, tables = grouped(jsonable(details))
     rows = "\n".join(f"<tr><th>{html.escape(label(str(k)))}</th><td>{_cell(str(k), v)}</td></tr>"
                       for k, v in plain.items() if not _is_records(v))
     wide = "".join(records_table(str(k), v) for k, v in plain.items() if _is_records(v))
+    wide += "".join(records_table(k, v) for k, v in tables.items())
     return f'<table class="details">{rows}</table>', wide
 
 
@@ -151,6 +176,7 @@ def _finding_section(f: Finding, png: bytes | None) -> str:
            '<p class="q">No plot.</p>')
     side, wide = details_table(f.details) if f.details else ("", "")
     details = f"<details open><summary>Details</summary>{side}</details>" if f.details else ""
+    wide = f'<div class="wide">{wide}</div>' if wide else ""
     body = (f'<div class="grid"><div>{img}</div><div class="side">{details}</div></div>{wide}'
             if f.measured else "")
     place = _chip(f, link=False)
