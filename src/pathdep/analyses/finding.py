@@ -137,10 +137,15 @@ class Profile:
 def side_by_side(ax: Any, width_ratios: tuple[float, ...] = (3, 2)) -> list[Any]:
     """Replace ``ax`` by panels side by side in its place (a plot with a second view beside it,
     never an inset over the first); returns the new axes, left to right."""
-    spec = ax.get_subplotspec().subgridspec(1, len(width_ratios), width_ratios=width_ratios, wspace=0.08)
-    fig = ax.figure
+    fig, spec = ax.figure, ax.get_subplotspec()
+    if spec is None:  # axes placed by hand: split its box
+        x0, y0, w, h = ax.get_position().bounds
+        ax.remove()
+        edges = np.cumsum([0, *width_ratios]) / sum(width_ratios)
+        return [fig.add_axes((x0 + w * a + 0.04 * w * (i > 0), y0, w * (b - a) - 0.04 * w, h))
+                for i, (a, b) in enumerate(zip(edges[:-1], edges[1:]))]
     ax.remove()
-    return [fig.add_subplot(s) for s in spec]
+    return [fig.add_subplot(s) for s in spec.subgridspec(1, len(width_ratios), width_ratios=width_ratios, wspace=0.08)]
 
 
 def jsonable(obj: Any) -> Any:
