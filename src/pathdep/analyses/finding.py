@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from pathdep.analyses.spectrum import place_of
+from pathdep.analyses.spectrum import bottom_line, place_of
 
 QUESTIONS: dict[str, str] = {
     "A": "How much do final models differ across seeds?",
@@ -120,7 +120,9 @@ class Profile:
         raise KeyError(id)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"study": self.study, "meta": jsonable(self.meta), "findings": [f.to_dict() for f in self.findings]}
+        """The findings as JSON values, with the bottom line their places give (read back from the findings)."""
+        return {"study": self.study, "meta": jsonable(self.meta), "bottom_line": bottom_line(self.findings),
+                "findings": [f.to_dict() for f in self.findings]}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, allow_nan=False)

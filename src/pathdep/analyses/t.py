@@ -84,10 +84,10 @@ def analyse_t(data: StudyData) -> Finding:
         def interval(d: dict, side: str) -> object:  # an interval the details carry for one bar, if any
             return next((d[k] for k in (f"ci_{side}", f"{side}_ci", f"agreement_{side}_ci") if k in d), None)
 
-        def err(values: list[float], cis: list[object]) -> np.ndarray | None:  # (2, bars) or None
+        def err(values: list[float], cis: list[object]) -> np.ndarray | None:  # (2, bars) or None; NaN: no bar
             if all(c is None for c in cis):
                 return None
-            lo_hi = np.array([c if c is not None else (v, v) for v, c in zip(values, cis)], dtype=float)  # (bars, 2)
+            lo_hi = np.array([c if c is not None else (np.nan, np.nan) for c in cis], dtype=float)  # (bars, 2)
             return np.abs(lo_hi.T - np.array(values, dtype=float))
 
         labels = ["agreement", *[k for k, _ in cka_items]]
