@@ -225,7 +225,7 @@ def test_place_survives_json_and_follows_the_numbers():
     assert [(f.place, f.place_rule) for f in back] == [(f.place, f.place_rule) for f in prof]
     stored = json.loads(prof.to_json())
     assert [f["place"] for f in stored["findings"]] == ["high", "low", "not measured"]
-    assert stored["bottom_line"] == spectrum.bottom_line(prof) and "1 high (LMC)" in stored["bottom_line"]
+    assert stored["bottom_line"] == spectrum.bottom_line(prof) and "read high (LMC), 1 low (C)" in stored["bottom_line"]
     moved = replace(prof["C"], value=3.0, ci=(2.0, 4.0))  # a changed number moves the place with it
     assert moved.place == "high"
     nan = _f("LMC", float("nan"), (float("nan"), 0.3))  # NaN in memory reads as None (null) in JSON
