@@ -278,6 +278,8 @@ def test_gf_uses_only_questions_measured_in_every_study():
     gf = analyse_gf(prof)
     assert "B" not in gf.details["questions"] and len(gf.details["questions"]) == 5
     assert not analyse_gf(prof[:2]).measured  # two studies: not measured
+    assert not analyse_gf([prof[0], prof[1], prof[1]]).measured  # a study given twice counts once
+    assert analyse_gf([*prof, prof[2]]).details["studies"] == [p.study for p in prof]
 
 
 def test_the_page_shows_warnings_places_and_readable_details():

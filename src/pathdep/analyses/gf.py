@@ -68,7 +68,14 @@ def _value(p: Profile, id: str) -> float | None:
 
 
 def analyse_gf(profiles: Sequence[Profile]) -> Finding:
-    """Share of variance on PC1 of several studies' profiles (see the module docstring)."""
+    """Share of variance on PC1 of several studies' profiles (see the module docstring).
+
+    A study given twice (by name) counts once.
+    """
+    first: dict[str, Profile] = {}
+    for p in profiles:
+        first.setdefault(p.study, p)
+    profiles = list(first.values())
     n = len(profiles)
     if n < MIN_STUDIES:
         return not_measured("GF", f"needs the profiles of at least {MIN_STUDIES} studies (got {n})")

@@ -103,8 +103,9 @@ def training_curves(data: StudyData, size: tuple[float, float] = (10.0, 3.2), dp
             b.plot(c["steps"], y, color=col, lw=0.8, alpha=0.6, marker="o", ms=2)
         b.set_xlabel("step")
         b.set_ylabel(c["name"])
-        handles = [b.plot([], [], color=f"C{j}", lw=2, label=f"final cluster {j} ({int((c['labels'] == j).sum())} runs)")[0]
-                   for j in range(k)]
+        names = [f"final cluster {j} ({int((c['labels'] == j).sum())} runs)" for j in range(k)] if k > 1 else [
+            f"all {len(c['runs'])} runs (one cluster)"]
+        handles = [b.plot([], [], color=f"C{j}", lw=2, label=name)[0] for j, name in enumerate(names)]
         b.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8, frameon=False)
         fig.suptitle(f"training curves of {len(c['runs'])} runs", fontsize=10, x=0.01, ha="left")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import math
 import re
 from importlib import resources
 from typing import Any
@@ -24,10 +25,10 @@ MAX_TEXT = 160  # characters of a long value shown before "…"
 def fmt(v: Any) -> str:
     """A number as a short string (3 significant digits), anything else as text.
 
-    >>> fmt(0.123456), fmt(12), fmt(None), fmt(1234567.0)
-    ('0.123', '12', '—', '1.23e+06')
+    >>> fmt(0.123456), fmt(12), fmt(None), fmt(1234567.0), fmt(float("nan"))
+    ('0.123', '12', '—', '1.23e+06', '—')
     """
-    if v is None:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
         return "—"
     if isinstance(v, bool):
         return "yes" if v else "no"
@@ -37,8 +38,11 @@ def fmt(v: Any) -> str:
 
 
 def headline_text(f: Finding) -> str:
-    if not f.measured or f.value is None:
-        return "not measured" if not f.measured else "—"
+    """The headline value with its interval; "—" for a measured finding without a number (see its verdict)."""
+    if not f.measured:
+        return "not measured"
+    if f.value is None or math.isnan(f.value):
+        return "—"
     ci = f" [{fmt(f.ci[0])}, {fmt(f.ci[1])}]" if f.ci is not None else ""
     return f"{fmt(f.value)}{ci}"
 
