@@ -81,8 +81,8 @@ def analyse_b(data: StudyData) -> Finding:
         im = ax.imshow(d[np.ix_(order, order)], cmap="viridis", vmin=0, interpolation="nearest")
         edges = np.cumsum([g.size for g in groups])[:-1] - 0.5
         for e in edges:
-            ax.axhline(e, color="w", lw=1)
-            ax.axvline(e, color="w", lw=1)
+            ax.axhline(e, color="r", lw=1.5)
+            ax.axvline(e, color="r", lw=1.5)
         mids = np.cumsum([g.size for g in groups]) - np.array([g.size for g in groups]) / 2 - 0.5
         ax.set_xticks(mids, variants, rotation=30, fontsize=8)
         ax.set_yticks(mids, variants, fontsize=8)
