@@ -6,6 +6,7 @@ import shutil
 import subprocess
 from dataclasses import replace
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -71,7 +72,9 @@ def test_every_finding_is_filled_and_rerendering_reads_only(measured, tmp_path):
     assert back["C"].value == rep.profile["C"].value
     html = rep.html.read_text()
     assert "<script" not in html and "http://" not in html and "https://" not in html  # works offline
-    assert html.count('src="data:image/png;base64,') == sum(f.measured for f in rep.profile)
+    # one plot per measured finding, plus every run's training curves
+    assert html.count('src="data:image/png;base64,') == sum(f.measured for f in rep.profile) + 1
+    assert 'id="training-curves"' in html and 'id="spectrum"' in html
 
 
 @pytest.mark.slow
@@ -103,8 +106,14 @@ window.addEventListener('load', () => {
   const imgs = [...document.images];
   const ok = imgs.filter(i => i.complete && i.naturalWidth > 0).length;
   const ids = [...document.querySelectorAll('section[data-finding]')].map(s => s.dataset.finding);
+  const wide = [...document.querySelectorAll('section.finding')].filter(s => s.scrollWidth > s.clientWidth + 1)
+    .map(s => s.id);  // a card whose content overflows it
+  const cells = [...document.querySelectorAll('table.details')].filter(t =>
+    t.getBoundingClientRect().right > t.closest('section').getBoundingClientRect().right + 1).length;
+  const chips = [...document.querySelectorAll('#spectrum .chip')].map(c => c.dataset.place);
   const m = document.createElement('pre'); m.id = 'check';
-  m.textContent = JSON.stringify({images: imgs.length, decoded: ok, findings: ids});
+  m.textContent = JSON.stringify({images: imgs.length, decoded: ok, findings: ids, overflowing: wide,
+                                  details_out: cells, chips: chips});
   document.body.appendChild(m);
 });
 </script></body>"""
@@ -125,7 +134,9 @@ def test_the_report_renders_every_finding_and_plot_in_headless_chromium(measured
     check = json.loads(found.group(1).replace("&quot;", '"'))
     expected_ids = [f.id for f in rep.profile]
     assert check["findings"] == expected_ids
-    assert check["images"] == sum(f.measured for f in rep.profile) and check["decoded"] == check["images"]
+    assert check["images"] == sum(f.measured for f in rep.profile) + 1 and check["decoded"] == check["images"]
+    assert check["overflowing"] == [] and check["details_out"] == 0  # nothing spills out of its card
+    assert check["chips"] == [f.place for f in rep.profile]  # every question placed at the top, GF last
 
 
 @pytest.mark.slow
@@ -140,6 +151,7 @@ def test_cli_report_writes_html_json_and_prints_the_table(measured, tmp_path):
     assert [f["id"] for f in prof["findings"]] == [*ANALYSES, "GF"]
     for id in ANALYSES:
         assert re.search(rf"│ {id}\s", res.output), id
+    assert "This study sits" in res.output and all(f["place"] for f in prof["findings"])  # the bottom line
     assert str(tmp_path / "report.html") in res.output.replace("\n", "")
 
 
@@ -163,3 +175,146 @@ def test_gf_across_studies_from_the_cli(measured, tmp_path):
     assert gf["measured"] and gf["value"] == pytest.approx(1.0)
     missing = CliRunner().invoke(app, [*args, "--with", "ghost"])
     assert missing.exit_code != 0 and "'ghost' has no report" in str(missing.exception)
+
+
+# --- the place of each question on its spectrum, the bottom line, GF, the page's pieces (no training) ---
+
+from pathdep.analyses import spectrum  # noqa: E402
+from pathdep.analyses.finding import Finding, not_measured  # noqa: E402
+from pathdep.analyses.gf import analyse_gf, null_shares  # noqa: E402
+
+
+def _f(id, value, ci=None, **details):
+    return Finding(id, "headline", value, ci, "verdict", details)
+
+
+def test_every_question_has_one_rule_and_every_rule_reads_the_finding():
+    assert set(spectrum.RULES) == set(ANALYSES)
+    for id, rule in spectrum.RULES.items():
+        assert rule.text.startswith(f"{id}: low if ") and "high if" in rule.text and rule.text.endswith(("mixed", ")"))
+        assert all(k.split(".")[0] in ("value", "ci", "details") for k in rule.keys())
+
+
+@pytest.mark.parametrize("finding, place", [
+    (_f("LMC", 0.3, (0.25, 0.35)), "high"),
+    (_f("LMC", 0.005, (0.001, 0.01)), "low"),
+    (_f("LMC", 0.05, (0.01, 0.2)), "mixed"),  # an uncertain number is mixed, whatever its point value
+    (_f("LMC", 0.5, None), "high"),  # no interval: the point value
+    (_f("C", 1.0, (1.0, 3.0)), "low"),  # C reads the chosen k
+    (_f("C", 3.0, (1.0, 3.0)), "high"),
+    (_f("D", 50.0, (25.0, 75.0), steps=[0, 100, 200]), "high"),  # settled within the first half
+    (_f("D", 190.0, (185.0, 200.0), steps=[0, 100, 200]), "low"),
+    (_f("D", float("nan"), (float("nan"), float("nan")), steps=[0, 200]), "low"),  # never settles
+    (_f("D", 50.0, (25.0, 75.0)), "not measured"),  # the final step it divides by is absent
+    (_f("E", 50.0, (40.0, 190.0), steps=[0, 200]), "mixed"),
+    (_f("H", 0.9, (0.8, 1.0), chance=0.5, score_ci={"early order": [0.8, 1.0]}), "high"),  # skill [0.6, 1]
+    (_f("H", 0.9, (0.8, 1.0), chance=0.5, score_ci={"early order": [0.45, 0.55]}), "low"),  # skill [-0.1, 0.1]
+    (_f("H", 0.9, (0.8, 1.0), chance=0.5), "not measured"),  # a key the rule reads is absent
+    (_f("TOK", 0.95, (0.92, 0.97)), "low"),  # runs learn tokens alike
+    (_f("T", 0.0, (-0.01, 0.01)), "low"),
+    (not_measured("A", "no behaviour table"), "not measured"),
+])
+def test_place_follows_the_rule_from_the_interval(finding, place):
+    assert finding.place == place
+    assert finding.place_rule == spectrum.RULES[finding.id].text
+
+
+def test_place_survives_json_and_follows_the_numbers():
+    prof = Profile("s", (_f("LMC", 0.3, (0.25, 0.35)), _f("C", 1.0, (1.0, 1.0)), not_measured("F", "none")))
+    back = Profile.from_json(prof.to_json())
+    assert [(f.place, f.place_rule) for f in back] == [(f.place, f.place_rule) for f in prof]
+    stored = json.loads(prof.to_json())
+    assert [f["place"] for f in stored["findings"]] == ["high", "low", "not measured"]
+    assert stored["bottom_line"] == spectrum.bottom_line(prof) and "read high (LMC), 1 low (C)" in stored["bottom_line"]
+    moved = replace(prof["C"], value=3.0, ci=(2.0, 4.0))  # a changed number moves the place with it
+    assert moved.place == "high"
+    nan = _f("LMC", float("nan"), (float("nan"), 0.3))  # NaN in memory reads as None (null) in JSON
+    assert nan.place == Finding.from_dict(json.loads(json.dumps(nan.to_dict()))).place == "not measured"
+
+
+def test_bottom_line_counts_the_places():
+    fs = [_f("A", 0.3, (0.2, 0.4)), _f("C", 2.0, (2.0, 2.0)), _f("LMC", 0.05, (0.01, 0.2)),
+          _f("T", 0.0, (-0.01, 0.01)), not_measured("F", "none"), not_measured("GF", "one study")]
+    text = spectrum.bottom_line(fs)
+    assert text.startswith("This study sits between low and high path dependence: 2 of 4 measured questions read high (A, C)")
+    assert "1 mixed (LMC)" in text and "1 low (T)" in text and "Not measured: F." in text and "GF" not in text
+    low = spectrum.bottom_line([_f("LMC", 0.0, (0.0, 0.01)), _f("C", 1.0, (1.0, 1.0))])
+    assert low.startswith("This study sits toward low path dependence: 2 of 2 measured questions read low (LMC, C)")
+
+
+def _profiles(matrix, ids=("A", "B", "C", "LMC", "T", "G")):
+    return [Profile(f"s{i}", tuple(_f(id, float(v), (float(v), float(v))) for id, v in zip(ids, row)))
+            for i, row in enumerate(matrix)]
+
+
+def test_gf_finds_a_planted_general_factor():
+    rng = np.random.default_rng(1)
+    factor = rng.standard_normal(12)  # each study's level of path dependence
+    scale = rng.uniform(0.5, 2.0, 6)  # every question reads it on its own scale
+    x = factor[:, None] * scale + 0.01 * rng.standard_normal((12, 6))
+    gf = analyse_gf(_profiles(x))
+    assert gf.value > 0.99 and gf.ci[0] > 0.95 and gf.place == "high"
+    assert gf.details["questions"] == ["A", "B", "C", "LMC", "T", "G"] and "rests on 12 studies" in gf.details["caveat"]
+    copies = analyse_gf(_profiles(factor[:4, None] * scale))  # scaled copies: one component holds everything
+    assert copies.value == pytest.approx(1.0) and "fewer than 5 the interval is wide" in copies.verdict
+
+
+def test_gf_on_independent_profiles_reads_the_null():
+    x = np.random.default_rng(2).standard_normal((40, 6))
+    gf = analyse_gf(_profiles(x))
+    # many studies, 6 unrelated questions: the share tends to 1/6 (plus a small-sample excess)
+    assert abs(gf.value - gf.details["share_null_mean"]) < 0.08
+    assert gf.ci[0] <= gf.details["share_null_mean"] <= gf.ci[1] + 0.02
+    assert gf.place != "high"
+    many = null_shares(400, 6, n=200)
+    assert abs(many.mean() - 1 / 6) < 0.03  # the null expectation for many studies: 1 / (number of questions)
+    few = null_shares(4, 6, n=200)
+    assert few.min() >= 1 / 3 - 1e-9  # 4 standardised studies span 3 dimensions: the share is at least 1/3
+
+
+def test_gf_uses_only_questions_measured_in_every_study():
+    prof = _profiles(np.random.default_rng(3).standard_normal((5, 6)))
+    prof[0] = Profile("s0", tuple(not_measured(f.id, "x") if f.id == "B" else f for f in prof[0]))
+    gf = analyse_gf(prof)
+    assert "B" not in gf.details["questions"] and len(gf.details["questions"]) == 5
+    assert not analyse_gf(prof[:2]).measured  # two studies: not measured
+    assert not analyse_gf([prof[0], prof[1], prof[1]]).measured  # a study given twice counts once
+    assert analyse_gf([*prof, prof[2]]).details["studies"] == [p.study for p in prof]
+
+
+def test_the_page_shows_warnings_places_and_readable_details():
+    from pathdep.report.html import label, render_html
+
+    f = Finding("F", "persistence", 0.1, (0.0, 0.15), "verdict",
+                {"variants": {"xor_0_50_s0.1": {"immediate": -0.02, "immediate_ci": [-0.05, 0.0], "final": -0.125}},
+                 "p_value": 0.0312345, "steps": list(range(40)), "ci_over_time": [0.1, 0.2]})
+    prof = Profile("s", (f, _f("C", 2.0, (2.0, 2.0)), not_measured("TOK", "no tokens")))
+    page = render_html(prof, {}, warnings=["the 'barriers' table is stale"])
+    assert page.index('class="warnings"') < page.index("<h1>")
+    assert "the &#x27;barriers&#x27; table is stale" in page
+    # each place three times: the chips at the top, the summary table, the finding's own card
+    assert page.count('data-place="low"') == 3 and page.count('data-place="high"') == 3
+    assert "This study sits" in page and html_escape(spectrum.RULES["F"].text) in page
+    assert "xor_0_50_s0.1" in page and "[-0.05, 0]" in page  # a variant's row, its interval formatted
+    assert "0.0312" in page and "0.0312345" not in page  # numbers formatted
+    assert "… (40 values; all in profile.json)" in page  # long lists truncated
+    assert '{"' not in page  # no raw JSON blob
+    assert label("loss_barrier[test,raw]") == "loss barrier (test, raw)"
+    assert label("lr_1e-2") == "lr_1e-2"  # a variant's name stays as written
+
+
+def html_escape(s):
+    import html
+
+    return html.escape(s)
+
+
+def test_gf_examples_are_small_studies_of_different_processes():
+    from pathlib import Path
+
+    paths = sorted((Path(__file__).parents[1] / "examples" / "gf").glob("*.toml"))
+    assert len(paths) >= 3
+    studies = [Study.from_toml(p, store="unused") for p in paths]
+    assert len({s.spec.process.task for s in studies}) == len(studies)
+    for p, s in zip(paths, studies):
+        assert s.name == p.stem and 8 <= len(s.plan) <= 32 and s.spec.process.steps <= 500

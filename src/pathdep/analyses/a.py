@@ -149,12 +149,15 @@ def analyse_a(data: StudyData) -> Finding:
 
     def plot(ax) -> None:
         order = np.argsort(acc)
+        ax.axhspan(acc.mean() - 2 * se, acc.mean() + 2 * se, color="0.88", lw=0,
+                   label=f"mean ± 2 sd of probe-set noise alone (sd {se:.3f})")
+        ax.axhline(acc.mean(), color="0.45", lw=1, label=f"mean over runs ({acc.mean():.3f})")
         ax.errorbar(np.arange(acc.size), acc[order], yerr=2 * se, fmt="o", ms=3, lw=1, color="C0",
-                    label="run accuracy ± 2 noise sd")
-        ax.axhspan(acc.mean() - 2 * se, acc.mean() + 2 * se, color="0.85", label="probe-set noise alone")
-        ax.set_xlabel("runs, sorted")
+                    label="one run (± 2 noise sd)")
+        ax.set_xlabel(f"runs, sorted by accuracy ({acc.size} runs)")
         ax.set_ylabel(f"final accuracy on {probe}")
-        ax.legend(fontsize=8, loc="best")
+        ax.margins(y=0.08)
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, frameon=False)
 
     return Finding("A", f"seed sd of {probe} accuracy (probe noise removed)", value, ci, verdict, details, plot)
 

@@ -81,15 +81,17 @@ def analyse_b(data: StudyData) -> Finding:
                                                    if sensitive else "no sensitivity beyond seed noise detected"))
     order = np.argsort(labels, kind="stable")
 
-    def plot(ax) -> None:
-        im = ax.imshow(d[np.ix_(order, order)], cmap="viridis", vmin=0)
+    def plot(ax) -> None:  # runs sorted by variant, then by solution type, so clusters show as blocks
+        order = np.lexsort((sol, labels))
+        im = ax.imshow(d[np.ix_(order, order)], cmap="viridis", vmin=0, interpolation="nearest")
         edges = np.cumsum([g.size for g in groups])[:-1] - 0.5
         for e in edges:
-            ax.axhline(e, color="w", lw=1)
-            ax.axvline(e, color="w", lw=1)
+            ax.axhline(e, color="r", lw=1.5)
+            ax.axvline(e, color="r", lw=1.5)
         mids = np.cumsum([g.size for g in groups]) - np.array([g.size for g in groups]) / 2 - 0.5
         ax.set_xticks(mids, variants, rotation=30, fontsize=8)
         ax.set_yticks(mids, variants, fontsize=8)
+        ax.set_xlabel(f"runs by variant, then by final {data.solution_property}", fontsize=8)
         ax.figure.colorbar(im, ax=ax, label="prediction disagreement")
 
     return Finding("B", "between / within-variant disagreement", ratio, ci, verdict, details, plot)

@@ -56,13 +56,16 @@ def analyse_c(data: StudyData) -> Finding:
                + f" (dip test p = {p_dip:.3g})")
     z = stats.embed(x, 1)[:, 0]
 
-    def plot(ax) -> None:
+    def plot(ax) -> None:  # a strip plot: one dot per run, jittered sideways so equal values stay visible
+        jitter = np.random.default_rng(0).uniform(-0.3, 0.3, len(sol))
         for k in range(cl.k):
             m = cl.labels == k
-            ax.scatter(z[m], sol[m], s=14, color=f"C{k}", label=f"cluster {k} ({m.sum()} runs)")
-        ax.set_xlabel("behaviour PC1 (final)")
+            ax.scatter(k + jitter[m], sol[m], s=16, color=f"C{k}", alpha=0.75, edgecolors="none")
+        ax.set_xticks(range(cl.k), [f"cluster {k}\n({(cl.labels == k).sum()} runs)" for k in range(cl.k)], fontsize=8)
+        ax.set_xlim(-0.6, cl.k - 0.4)
+        ax.set_xlabel("final cluster of behaviour (dots jittered sideways)")
         ax.set_ylabel(f"final {sol_name}")
-        ax.legend(fontsize=8, loc="best")
+        ax.margins(y=0.08)
 
     return Finding("C", "number of clusters", float(cl.k), (float(np.quantile(ks, 0.05)), float(np.quantile(ks, 0.95))),
                    verdict, details, plot)

@@ -19,7 +19,7 @@ import numpy as np
 from pathdep.analyses import stats
 from pathdep.analyses.c import final_clustering
 from pathdep.analyses.data import NotMeasured, StudyData, analysis
-from pathdep.analyses.finding import Finding
+from pathdep.analyses.finding import Finding, side_by_side
 
 SETTLED = 0.9
 
@@ -116,18 +116,20 @@ def analyse_d(data: StudyData) -> Finding:
         details["nudge"] = nudge["nudge"]
 
     def plot(ax) -> None:
-        ax.plot(steps, frac, "o-", ms=3, label="settled in final cluster")
-        ax.axhline(SETTLED, color="0.6", ls="--", lw=1)
-        ax.set_xlabel("step t")
-        ax.set_ylabel("fraction of runs settled from t")
-        ax.set_ylim(-0.02, 1.02)
-        ax.legend(fontsize=8, loc="lower right")
-        if nudge and "lambdas" in nudge:
-            inset = ax.inset_axes([0.55, 0.25, 0.4, 0.35])
-            inset.plot(nudge["lambdas"], nudge["fraction_to_toward"], "s-", color="C3", ms=3)
-            inset.set_xlabel("nudge λ", fontsize=7)
-            inset.set_ylabel("→ target cluster", fontsize=7)
-            inset.set_ylim(-0.05, 1.05)
-            inset.tick_params(labelsize=6)
+        has_nudge = bool(nudge and "lambdas" in nudge)
+        main, side = side_by_side(ax) if has_nudge else (ax, None)
+        main.plot(steps, frac, "o-", ms=3, label="runs settled in their final cluster")
+        main.axhline(SETTLED, color="0.6", ls="--", lw=1, label=f"{SETTLED:.0%}")
+        main.set_xlabel("step t")
+        main.set_ylabel("fraction of runs settled from t")
+        main.set_ylim(-0.02, 1.02)
+        main.legend(fontsize=8, loc="lower right")
+        if side is not None:
+            side.plot(nudge["lambdas"], nudge["fraction_to_toward"], "s-", color="C3", ms=4)
+            side.set_xlabel("nudge λ toward the other run")
+            side.set_ylabel("children ending in the target's cluster")
+            side.set_ylim(-0.05, 1.05)
+            side.yaxis.set_label_position("right")
+            side.yaxis.tick_right()
 
     return Finding("D", f"earliest step with {SETTLED:.0%} of runs settled", value, ci, verdict, details, plot)

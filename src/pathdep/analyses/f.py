@@ -158,18 +158,20 @@ def analyse_f(data: StudyData) -> Finding:
     xs = {f: np.array([per_variant[v][f] for v in names], dtype=float) for f in ("strength", "start")}
     axis = max(xs, key=lambda f: np.ptp(xs[f]))  # the dose that varies most across variants
 
-    def plot(ax) -> None:
-        x = xs[axis]
+    def plot(ax) -> None:  # one row per variant, by the dose that varies most: labels never overlap
+        other = "start" if axis == "strength" else "strength"
+        rows = sorted(names, key=lambda v: (per_variant[v][axis], per_variant[v][other], v))
+        y = np.arange(len(rows))
         for j, (f, style) in enumerate((("immediate", "o"), ("final", "s"))):
-            y = np.array([per_variant[v][f] for v in names])
-            err = np.abs(np.array([per_variant[v][f"{f}_ci"] or (np.nan, np.nan) for v in names], dtype=float).T - y)
-            ax.errorbar(x + 0.01 * j * (np.ptp(x) or 1), y, yerr=err, fmt=style, ms=5, capsize=2,
-                        label=f"{f} effect", mfc="none" if f == "immediate" else None)
-        for xi, v in zip(x, names):
-            ax.annotate(v, (xi, per_variant[v]["final"]), fontsize=7, xytext=(4, 4), textcoords="offset points")
-        ax.axhline(0, color="0.6", lw=1)
-        ax.set_xlabel(f"intervention {axis}")
-        ax.set_ylabel(f"Δ {sol} vs matched control")
-        ax.legend(fontsize=8, loc="best")
+            x = np.array([per_variant[v][f] for v in rows], dtype=float)
+            err = np.abs(np.array([per_variant[v][f"{f}_ci"] or (np.nan, np.nan) for v in rows], dtype=float).T - x)
+            ax.errorbar(x, y + (0.15 if j else -0.15), xerr=err, fmt=style, ms=5, capsize=2, lw=1,
+                        label=f"{f} effect (95% CI)", mfc="none" if f == "immediate" else None)
+        ax.set_yticks(y, [f"{v}\nsteps {per_variant[v]['start']}-{per_variant[v]['end']}, "
+                          f"strength {per_variant[v]['strength']:g}" for v in rows], fontsize=7)
+        ax.invert_yaxis()
+        ax.axvline(0, color="0.6", lw=1)
+        ax.set_xlabel(f"Δ {sol}, intervened minus matched control")
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, frameon=False)
 
     return Finding("F", headline, value, ci, verdict, details, plot)

@@ -1,13 +1,14 @@
 """A Finding answers one question of the path-dependence profile; a Profile holds a study's findings.
 
 A finding carries one headline statistic with its confidence interval, a verdict in words,
-secondary numbers (``details``) and a plot. The plot is either a function that draws on a
+secondary numbers (``details``), a plot, and its place on the question's spectrum between low and
+high path dependence (``place``, with the rule that placed it: :mod:`pathdep.analyses.spectrum`). The plot is either a function that draws on a
 matplotlib ``Axes`` (built from stored data by the analysis) or the PNG bytes of a figure.
 Everything but the plot is JSON-serialisable (:meth:`Finding.to_dict`, :meth:`Profile.to_json`).
 
 >>> f = not_measured("F", "the study has no intervention variants")
->>> f.measured, f.verdict
-(False, 'not measured in this study: the study has no intervention variants')
+>>> f.measured, f.verdict, f.place
+(False, 'not measured in this study: the study has no intervention variants', 'not measured')
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from pathdep.analyses.spectrum import bottom_line, place_of
 
 QUESTIONS: dict[str, str] = {
     "A": "How much do final models differ across seeds?",
@@ -50,6 +53,15 @@ class Finding:
     details: dict[str, Any] = field(default_factory=dict)
     plot: PlotFn | bytes | None = None
     measured: bool = True
+    # low / mixed / high / not measured, and the rule that says so: always computed from the numbers
+    # above (also after dataclasses.replace or from_dict), so a place never disagrees with them
+    place: str = field(init=False, default="")
+    place_rule: str = field(init=False, default="")
+
+    def __post_init__(self) -> None:
+        place, rule = place_of(self)
+        object.__setattr__(self, "place", place)
+        object.__setattr__(self, "place_rule", rule)
 
     @property
     def question(self) -> str:
@@ -66,6 +78,8 @@ class Finding:
             "verdict": self.verdict,
             "details": jsonable(self.details),
             "measured": self.measured,
+            "place": self.place,
+            "place_rule": self.place_rule,
         }
 
     @classmethod
@@ -106,7 +120,9 @@ class Profile:
         raise KeyError(id)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"study": self.study, "meta": jsonable(self.meta), "findings": [f.to_dict() for f in self.findings]}
+        """The findings as JSON values, with the bottom line their places give (read back from the findings)."""
+        return {"study": self.study, "meta": jsonable(self.meta), "bottom_line": bottom_line(self.findings),
+                "findings": [f.to_dict() for f in self.findings]}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, allow_nan=False)
@@ -118,6 +134,20 @@ class Profile:
     @classmethod
     def from_json(cls, text: str) -> Profile:
         return cls.from_dict(json.loads(text))
+
+
+def side_by_side(ax: Any, width_ratios: tuple[float, ...] = (3, 2)) -> list[Any]:
+    """Replace ``ax`` by panels side by side in its place (a plot with a second view beside it,
+    never an inset over the first); returns the new axes, left to right."""
+    fig, spec = ax.figure, ax.get_subplotspec()
+    if spec is None:  # axes placed by hand: split its box
+        x0, y0, w, h = ax.get_position().bounds
+        ax.remove()
+        edges = np.cumsum([0, *width_ratios]) / sum(width_ratios)
+        return [fig.add_axes((x0 + w * a + 0.04 * w * (i > 0), y0, w * (b - a) - 0.04 * w, h))
+                for i, (a, b) in enumerate(zip(edges[:-1], edges[1:]))]
+    ax.remove()
+    return [fig.add_subplot(s) for s in spec.subgridspec(1, len(width_ratios), width_ratios=width_ratios, wspace=0.08)]
 
 
 def jsonable(obj: Any) -> Any:

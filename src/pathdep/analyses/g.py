@@ -129,7 +129,7 @@ def analyse_g(data: StudyData) -> Finding:
         ax.set_xlabel("step t")
         ax.set_ylabel("similarity of t to the final model")
         ax.set_ylim(-0.02, 1.02)
-        ax.legend(fontsize=8, loc="lower right")
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
 
     return Finding("G", f"{name}, mid-training vs final", value, ci, verdict, details, plot)
 

@@ -21,7 +21,7 @@ import pandas as pd
 
 from pathdep.analyses import stats
 from pathdep.analyses.data import NotMeasured, StudyData, analysis
-from pathdep.analyses.finding import Finding
+from pathdep.analyses.finding import Finding, side_by_side
 
 STABLE_ERROR = 0.02
 
@@ -139,16 +139,17 @@ def analyse_lmc(data: StudyData) -> Finding:
     order = np.argsort(cl.labels, kind="stable") if complete.all() else np.arange(len(runs))
 
     def plot(ax) -> None:
-        im = ax.imshow(raw[np.ix_(order, order)], cmap="magma", vmin=0)
-        ax.set_xlabel("run (sorted by barrier cluster)")
-        ax.set_ylabel("run")
-        ax.figure.colorbar(im, ax=ax, label="error barrier (raw)")
-        if inst:
-            inset = ax.inset_axes([1.35, 0.1, 0.55, 0.8])
-            inset.plot(inst["fork_steps"], inst["error_barrier"], "o-", ms=3, color="C2")
-            inset.axhline(STABLE_ERROR, color="0.6", ls="--", lw=1)
-            inset.set_xlabel("fork step k", fontsize=8)
-            inset.set_ylabel("children's error barrier", fontsize=8)
-            inset.tick_params(labelsize=7)
+        heat, side = side_by_side(ax, (1, 1)) if inst else (ax, None)
+        im = heat.imshow(raw[np.ix_(order, order)], cmap="magma", vmin=0, interpolation="nearest")
+        heat.set_xlabel("run (sorted by barrier cluster)")
+        heat.set_ylabel("run")
+        heat.figure.colorbar(im, ax=heat, label="error barrier (raw)", shrink=0.8)
+        if side is not None:
+            side.plot(inst["fork_steps"], inst["error_barrier"], "o-", ms=3, color="C2", label="children forked at k")
+            side.axhline(STABLE_ERROR, color="0.6", ls="--", lw=1, label=f"connected ({STABLE_ERROR:g})")
+            side.set_xlabel("fork step k")
+            side.set_ylabel("children's error barrier")
+            side.margins(y=0.15)
+            side.legend(fontsize=8, loc="upper right")
 
     return Finding("LMC", "mean error barrier between final runs (raw)", value, ci, verdict, details, plot)

@@ -123,14 +123,27 @@ def analyse_t(data: StudyData) -> Finding:
     cka_items = [(k, v) for k, v in details.items() if k.startswith("cka[")]
 
     def plot(ax) -> None:
+        def interval(d: dict, side: str) -> object:  # an interval the details carry for one bar, if any
+            return next((d[k] for k in (f"ci_{side}", f"{side}_ci", f"agreement_{side}_ci") if k in d), None)
+
+        def err(values: list[float], cis: list[object]) -> np.ndarray | None:  # (2, bars) or None; NaN: no bar
+            if all(c is None for c in cis):
+                return None
+            lo_hi = np.array([c if c is not None else (np.nan, np.nan) for c in cis], dtype=float)  # (bars, 2)
+            return np.abs(lo_hi.T - np.array(values, dtype=float))
+
         labels = ["agreement", *[k for k, _ in cka_items]]
         over_v = [over, *[v["over_time"] for _, v in cka_items]]
         betw_v = [between, *[v["between_runs"] for _, v in cka_items]]
+        over_ci = [interval(details, "over_time"), *[interval(v, "over_time") for _, v in cka_items]]
+        betw_ci = [interval(details, "between_runs"), *[interval(v, "between_runs") for _, v in cka_items]]
         x = np.arange(len(labels))
-        ax.bar(x - 0.2, over_v, 0.4, label=f"over time (step {mid} vs final, same run)")
-        ax.bar(x + 0.2, betw_v, 0.4, label="between runs (final vs final)")
+        ax.bar(x - 0.2, over_v, 0.4, yerr=err(over_v, over_ci), capsize=3,
+               label=f"over time (step {mid} vs final, same run)")
+        ax.bar(x + 0.2, betw_v, 0.4, yerr=err(betw_v, betw_ci), capsize=3, label="between runs (final vs final)")
         ax.set_xticks(x, labels, fontsize=8)
         ax.set_ylim(0, 1.25)
+        ax.set_ylabel("agreement / CKA" + ("" if err(over_v, over_ci) is None else " (bars: 95% CI)"))
         ax.legend(fontsize=8, loc="upper center", ncol=2)
 
     return Finding("T", "agreement over time minus between runs", value, ci, verdict, details, plot)
