@@ -321,13 +321,13 @@ def test_intervention_effects_are_signed_as_intervened_minus_control(demo):
 
 # --- the plot draws the finding's numbers ----------------------------------------------------------
 def _drawn(fd: Finding) -> np.ndarray:
-    """Every y value the finding's plot draws (line points, bar heights, scatter points)."""
+    """Every value the finding's plot draws on either axis (line points, bar sizes, scatter points)."""
     fig = Figure()
     ax = fig.add_subplot()
     fd.plot(ax)
-    ys = [line.get_ydata() for line in ax.get_lines()]
-    ys += [[p.get_height() for p in ax.patches]]
-    ys += [col.get_offsets()[:, 1] for col in ax.collections if len(col.get_offsets())]
+    ys = [line.get_ydata() for line in ax.get_lines()] + [line.get_xdata() for line in ax.get_lines()]
+    ys += [[p.get_height() for p in ax.patches], [p.get_width() for p in ax.patches]]
+    ys += [col.get_offsets().ravel() for col in ax.collections if len(col.get_offsets())]
     return np.concatenate([np.ravel(np.asarray(y, dtype=float)) for y in ys if len(y)])
 
 
