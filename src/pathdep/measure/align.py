@@ -8,11 +8,15 @@ rows and its consumer's columns) never changes the function the network computes
 - **Weight matching** (Ainsworth et al., 2023, "Git Re-Basin"): coordinate descent over the
   spec's permutations; each step solves one linear assignment problem that maximises
   ``sum_{(w, axis)} <W_a, P W_b>`` with every other permutation held fixed.
-- **Activation matching**: for each permutation, the assignment that maximises the summed
-  correlation between the matched units' activations on the same examples. The model says which
-  activation each permutation reorders (``model.permutation_hooks``: {perm: hook name}); the
-  unit axis of a hooked activation is the first axis after the batch axis. Units whose
-  activation is constant on the examples (dead ReLUs) carry no signal and match in any order.
+- **Activation matching** (Entezari et al., 2022; Ainsworth et al., 2023): for each permutation,
+  the assignment that maximises the summed correlation between the matched units' activations on
+  the same examples. The spec says which activation axes each permutation reorders
+  (``spec.activations``); every other axis of such an activation (batch, positions, pixels) is a
+  sample. Permutations are solved in the spec's order, and an activation is evidence for a
+  permutation only once every other permutation acting on it is solved (its axes are then put in
+  the solved order first): a transformer's heads are matched on their attention patterns before
+  their q/k/v dimensions are matched within the matched heads. Units whose activation is
+  constant on the examples (dead ReLUs) carry no signal and match in any order.
 
 All functions work on populations of pairs: ``params_a`` and ``params_b`` have a leading pair
 axis P and the permutations found are (P, n) long tensors. The cost matrices of all pairs are
@@ -30,7 +34,7 @@ from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
 from pathdep.errors import PathdepError
-from pathdep.measure.population import check_same_layout, size
+from pathdep.measure.population import DEFAULT_BUDGET, check_same_layout, chunks, size, take
 from pathdep.models.base import Model, Params, PermutationSpec, capture
 
 Perms = dict[str, Tensor]  # {perm name: (P, n) long}
@@ -135,29 +139,96 @@ def _correlation(xa: Tensor, xb: Tensor) -> Tensor:
     return za.transpose(1, 2) @ zb
 
 
+def permute_activations(spec: PermutationSpec, acts: Mapping[str, Tensor], perms: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """Captured activations {hook: (P, B, ...)} as the permuted network would produce them.
+
+    ``acts`` of ``params`` permuted by ``perms`` (each (P, n)) equal the activations of
+    ``apply_permutation(spec, params, perms)`` on the same examples; hooks and permutations the
+    spec does not link are left as they are.
+    """
+    out = dict(acts)
+    for p, uses in spec.activations.items():
+        if p not in perms:
+            continue
+        for h, axis in uses:
+            if h in out:
+                out[h] = _permute_axis(out[h], axis, perms[p].long().expand(out[h].shape[0], -1))
+    return out
+
+
+def _solve_order(spec: PermutationSpec) -> list[tuple[str, list[tuple[str, int]]]]:
+    """Each permutation of ``spec.activations`` in order, with the activation axes that are its
+    evidence: those of activations whose other permutations are solved before it."""
+    missing = [p for p in spec.axes if p not in spec.activations]
+    if missing:
+        raise PathdepError(f"Activation matching needs to know which activation each permutation reorders; "
+                           f"the permutation spec names none for {missing[0]!r} (its 'activations').")
+    solved: set[str] = set()
+    order = []
+    for p, uses in spec.activations.items():
+        evidence = [(h, ax) for h, ax in uses
+                    if all(q in solved for a, q in spec.perms_of_activation(h).items() if a != ax)]
+        if not evidence:
+            raise PathdepError(f"The permutation spec gives permutation {p!r} no activation whose other "
+                               f"permutations are solved before it; reorder its 'activations'.")
+        order.append((p, evidence))
+        solved.add(p)
+    return order
+
+
+def _hooked(model: Model, params: Params, x: Tensor, names: set[str]) -> dict[str, Tensor]:
+    """The named activations of every member on examples x (N, *in_shape): {hook: (P, N, ...)}."""
+    with capture(names) as rec, torch.no_grad():
+        model.apply(params, x.unsqueeze(0).expand(size(params), *x.shape))
+    return dict(rec)
+
+
+def _match_chunk(model: Model, order, params_a: Params, params_b: Params, x: Tensor) -> Perms:
+    names = {h for _, uses in order for h, _ in uses}
+    spec = model.permutation_spec
+    acts_a, acts_b = _hooked(model, params_a, x, names), _hooked(model, params_b, x, names)
+    perms: Perms = {}
+    for p, evidence in order:
+        aligned_b = permute_activations(spec, acts_b, perms)  # every solved permutation applied
+        cost = 0
+        for h, axis in evidence:
+            xa = _unit_rows(acts_a[h], axis).transpose(1, 2)  # (P, samples, n)
+            xb = _unit_rows(aligned_b[h], axis).transpose(1, 2)
+            cost = cost + _correlation(xa, xb)  # (P, n, n)
+        perms[p] = _solve(cost)
+    return perms
+
+
 def activation_matching(
-    model: Model, params_a: Params, params_b: Params, x: Tensor, hooks: Mapping[str, str] | None = None
+    model: Model, params_a: Params, params_b: Params, x: Tensor, *, chunk: int | None = None
 ) -> Perms:
     """Permutations of ``params_b``'s units that maximise activation correlation with ``params_a``.
 
-    x (N, *in_shape) examples seen by both; ``hooks`` {perm: hook name} defaults to
-    ``model.permutation_hooks``.
+    params_a, params_b (P, ...): pairs of members; x (N, *in_shape): the examples both see (a
+    probe batch, e.g. training examples). Which activation each permutation reorders comes from
+    ``model.permutation_spec.activations``. Pairs are processed ``chunk`` at a time (default: as
+    many as keep the captured activations near :data:`~pathdep.measure.population.DEFAULT_BUDGET`
+    floats per model). Apply the result with ``apply_permutation(spec, params_b, perms)``.
+
+    >>> from pathdep.models.mlp import MLP
+    >>> m = MLP(d_in=3, hidden=(5,), d_out=2)
+    >>> p = m.init_population([0])
+    >>> activation_matching(m, p, p, torch.randn(50, 3))["P0"]
+    tensor([[0, 1, 2, 3, 4]])
     """
     check_same_layout(params_a, params_b, "activation matching")
-    hooks = hooks if hooks is not None else getattr(model, "permutation_hooks", None)
-    if hooks is None:
-        raise PathdepError(
-            f"Activation matching needs to know which activation each permutation reorders; "
-            f"{type(model).__name__} has no 'permutation_hooks' and none were given."
-        )
-    names = set(hooks.values())
-    acts = []
-    for params in (params_a, params_b):
-        with capture(names) as rec, torch.no_grad():
-            model.apply(params, x.unsqueeze(0).expand(size(params), *x.shape))
-        acts.append({h: _unit_rows(t, 1).transpose(1, 2) for h, t in rec.items()})  # (P, samples, n)
-    perms: Perms = {}
-    for p, h in hooks.items():
-        xa, xb = acts[0][h], acts[1][h]  # (P, M, n): units last, every other axis a sample
-        perms[p] = _solve(_correlation(xa, xb))
-    return perms
+    order = _solve_order(model.permutation_spec)
+    n = size(params_a)
+    if size(params_b) != n:
+        raise PathdepError(f"Both populations of activation matching must have as many members; got {n} and {size(params_b)}.")
+    if chunk is None:
+        names = {h for _, uses in order for h, _ in uses}
+        one = _hooked(model, {k: v[:1] for k, v in params_a.items()}, x[:2], names)
+        per_pair = sum(t.numel() for t in one.values()) // len(x[:2]) * len(x)  # floats of one model's activations
+        chunk = max(1, DEFAULT_BUDGET // per_pair)
+    parts: dict[str, list[Tensor]] = {}
+    for idx in chunks(n, chunk):
+        for p, perm in _match_chunk(model, order, take(params_a, idx), take(params_b, idx), x).items():
+            parts.setdefault(p, []).append(perm)
+    return {p: torch.cat(v) for p, v in parts.items()}
+

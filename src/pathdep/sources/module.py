@@ -206,7 +206,8 @@ def transformer_layout(module: nn.Module, config: Any) -> dict[str, Any]:
         perm_hooks[f"mlp{l}"] = act
     if arch.final is not None:
         hooks.append(arch.final)
-    return {"hooks": tuple(hooks), "permutation_spec": PermutationSpec(axes), "components_": tuple(comps),
+    acts = {p: ((h, 2),) for p, h in perm_hooks.items()}  # (B, T, d_mlp): units on axis 2
+    return {"hooks": tuple(hooks), "permutation_spec": PermutationSpec(axes, acts), "components_": tuple(comps),
             "permutation_hooks": perm_hooks}
 
 
