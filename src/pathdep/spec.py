@@ -205,6 +205,8 @@ class MeasureSpec(_Strict):
     steps: tuple[int, ...] | None = Field(None, description="checkpoint steps of the per-step tables (default all)")
     max_cohort: int | None = Field(32, ge=2, description="runs per cohort in barriers and soups")
     max_examples: int | None = Field(None, ge=1, description="examples per split in barriers and ablations")
+    alignment: tuple[Literal["weight", "activation"], ...] = Field(
+        ("weight", "activation"), description="alignments barriers are also measured after (weight / activation matching)")
 
 
 class StudySpec(_Strict):

@@ -218,6 +218,8 @@ def activation_matching(
     """
     check_same_layout(params_a, params_b, "activation matching")
     order = _solve_order(model.permutation_spec)
+    if not order:  # nothing to permute
+        return {}
     n = size(params_a)
     if size(params_b) != n:
         raise PathdepError(f"Both populations of activation matching must have as many members; got {n} and {size(params_b)}.")
@@ -232,3 +234,45 @@ def activation_matching(
             parts.setdefault(p, []).append(perm)
     return {p: torch.cat(v) for p, v in parts.items()}
 
+
+
+#: The ``alignment`` of a barrier: the permutation applied to its second endpoint first.
+ALIGNMENTS = ("none", "weight_matching", "activation_matching")
+
+
+def can_match_activations(spec: PermutationSpec) -> bool:
+    """Whether ``spec`` names the activations of every permutation (activation matching needs them)."""
+    return all(p in spec.activations for p in spec.axes)
+
+
+def align(alignment: str, model: Model, params_a: Params, params_b: Params, x: Tensor | None = None) -> Params:
+    """``params_b`` (P, ...) permuted to align with ``params_a`` by one of :data:`ALIGNMENTS`.
+
+    ``x`` (N, *in_shape): the examples activation matching reads (unused otherwise).
+    """
+    spec = model.permutation_spec
+    if alignment == "none":
+        return params_b
+    if alignment == "weight_matching":
+        return apply_permutation(spec, params_b, weight_matching(spec, params_a, params_b))
+    if alignment == "activation_matching":
+        if x is None:
+            raise PathdepError("Activation matching needs examples to read activations on; got x=None.")
+        return apply_permutation(spec, params_b, activation_matching(model, params_a, params_b, x))
+    raise PathdepError(f"The 'alignment' parameter of align must be one of {list(ALIGNMENTS)}. Got {alignment!r} instead.")
+
+
+#: What each alignment optimises instead of the loss: why an aligned barrier can exceed the raw one.
+OBJECTIVES = {"weight_matching": "it minimises weight distance, not loss",
+              "activation_matching": "it maximises activation correlation, not loss"}
+
+
+def raised_note(alignment: str, aligned: float, raw: float, what: str = "barrier") -> str | None:
+    """A plain sentence when an alignment left ``what`` higher than without alignment, else None.
+
+    >>> raised_note("weight_matching", 0.701, 0.613, "loss barrier")
+    'weight matching raised the loss barrier (0.701 vs 0.613 raw): it minimises weight distance, not loss'
+    """
+    if not aligned > raw + 1e-9:
+        return None
+    return f"{alignment.replace('_', ' ')} raised the {what} ({aligned:.3f} vs {raw:.3f} raw): {OBJECTIVES[alignment]}"
