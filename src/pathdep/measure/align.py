@@ -38,6 +38,7 @@ from pathdep.measure.population import DEFAULT_BUDGET, check_same_layout, chunks
 from pathdep.models.base import Model, Params, PermutationSpec, capture
 
 Perms = dict[str, Tensor]  # {perm name: (P, n) long}
+Order = list[tuple[str, list[tuple[str, int]]]]  # [(perm, [(hook, unit axis), ...]), ...] in solving order
 
 
 def perm_sizes(spec: PermutationSpec, params: Params) -> dict[str, int]:
@@ -156,7 +157,7 @@ def permute_activations(spec: PermutationSpec, acts: Mapping[str, Tensor], perms
     return out
 
 
-def _solve_order(spec: PermutationSpec) -> list[tuple[str, list[tuple[str, int]]]]:
+def _solve_order(spec: PermutationSpec) -> Order:
     """Each permutation of ``spec.activations`` in order, with the activation axes that are its
     evidence: those of activations whose other permutations are solved before it."""
     missing = [p for p in spec.axes if p not in spec.activations]
@@ -183,14 +184,15 @@ def _hooked(model: Model, params: Params, x: Tensor, names: set[str]) -> dict[st
     return dict(rec)
 
 
-def _match_chunk(model: Model, order, params_a: Params, params_b: Params, x: Tensor) -> Perms:
+def _match_chunk(model: Model, order: Order, params_a: Params, params_b: Params, x: Tensor) -> Perms:
+    """Activation matching of one block of pairs: each permutation solved in ``order``."""
     names = {h for _, uses in order for h, _ in uses}
     spec = model.permutation_spec
     acts_a, acts_b = _hooked(model, params_a, x, names), _hooked(model, params_b, x, names)
     perms: Perms = {}
     for p, evidence in order:
         aligned_b = permute_activations(spec, acts_b, perms)  # every solved permutation applied
-        cost = 0
+        cost = torch.zeros(())
         for h, axis in evidence:
             xa = _unit_rows(acts_a[h], axis).transpose(1, 2)  # (P, samples, n)
             xb = _unit_rows(aligned_b[h], axis).transpose(1, 2)
@@ -217,12 +219,12 @@ def activation_matching(
     tensor([[0, 1, 2, 3, 4]])
     """
     check_same_layout(params_a, params_b, "activation matching")
-    order = _solve_order(model.permutation_spec)
-    if not order:  # nothing to permute
-        return {}
     n = size(params_a)
     if size(params_b) != n:
         raise PathdepError(f"Both populations of activation matching must have as many members; got {n} and {size(params_b)}.")
+    order = _solve_order(model.permutation_spec)
+    if not order:  # nothing to permute
+        return {}
     if chunk is None:
         names = {h for _, uses in order for h, _ in uses}
         one = _hooked(model, {k: v[:1] for k, v in params_a.items()}, x[:2], names)
@@ -233,7 +235,6 @@ def activation_matching(
         for p, perm in _match_chunk(model, order, take(params_a, idx), take(params_b, idx), x).items():
             parts.setdefault(p, []).append(perm)
     return {p: torch.cat(v) for p, v in parts.items()}
-
 
 
 #: The ``alignment`` of a barrier: the permutation applied to its second endpoint first.
