@@ -132,12 +132,14 @@ def weight_matching(
 
 
 def _correlation(xa: Tensor, xb: Tensor) -> Tensor:
-    """Correlation of every unit of xa (P, M, n) with every unit of xb (P, M, n): (P, n, n)."""
-    za = xa.double() - xa.double().mean(1, keepdim=True)
-    zb = xb.double() - xb.double().mean(1, keepdim=True)
-    za = za / za.norm(dim=1, keepdim=True).clamp_min(1e-12)
-    zb = zb / zb.norm(dim=1, keepdim=True).clamp_min(1e-12)
-    return za.transpose(1, 2) @ zb
+    """Correlation of every unit of xa (P, n, M) with every unit of xb (P, n, M) over the M samples: (P, n, n)."""
+    za = xa.double()
+    za = za - za.mean(2, keepdim=True)
+    za = za / za.norm(dim=2, keepdim=True).clamp_min(1e-12)
+    zb = xb.double()
+    zb = zb - zb.mean(2, keepdim=True)
+    zb = zb / zb.norm(dim=2, keepdim=True).clamp_min(1e-12)
+    return za @ zb.transpose(1, 2)
 
 
 def permute_activations(spec: PermutationSpec, acts: Mapping[str, Tensor], perms: Mapping[str, Tensor]) -> dict[str, Tensor]:
@@ -191,14 +193,40 @@ def _match_chunk(model: Model, order: Order, params_a: Params, params_b: Params,
     acts_a, acts_b = _hooked(model, params_a, x, names), _hooked(model, params_b, x, names)
     perms: Perms = {}
     for p, evidence in order:
-        aligned_b = permute_activations(spec, acts_b, perms)  # every solved permutation applied
         cost = torch.zeros(())
         for h, axis in evidence:
-            xa = _unit_rows(acts_a[h], axis).transpose(1, 2)  # (P, samples, n)
-            xb = _unit_rows(aligned_b[h], axis).transpose(1, 2)
-            cost = cost + _correlation(xa, xb)  # (P, n, n)
+            xb = acts_b[h]
+            for other_axis, q in spec.perms_of_activation(h).items():  # put B's other solved axes in A's order
+                if q != p:
+                    xb = _permute_axis(xb, other_axis, perms[q])
+            cost = cost + _correlation(_unit_rows(acts_a[h], axis), _unit_rows(xb, axis))  # (P, n, samples) -> (P, n, n)
         perms[p] = _solve(cost)
     return perms
+
+
+def _floats_per_example(model: Model, params: Params, x: Tensor, order: Order) -> int:
+    """Floats of the activations matching reads, per member and example (measured on 2 examples)."""
+    names = {h for _, uses in order for h, _ in uses}
+    one = _hooked(model, {k: v[:1] for k, v in params.items()}, x[:2], names)
+    return max(1, sum(t.numel() for t in one.values()) // len(x[:2]))
+
+
+#: Activation matching in a study reads at most this many examples (the first ones) ...
+MATCH_EXAMPLES = 1000
+#: ... and fewer where one model's matched activations would exceed this many floats (a sequence
+#: example holds one activation per position: 1000 sequences of a small transformer are ~6e7 floats).
+MATCH_FLOATS = 2**22
+
+
+def probe_batch(model: Model, params: Params, x: Tensor, max_examples: int = MATCH_EXAMPLES,
+                max_floats: int = MATCH_FLOATS) -> Tensor:
+    """The first examples of x (N, *in_shape) that activation matching reads: at most
+    ``max_examples``, and few enough (but at least 2) that one member's matched activations hold
+    at most ``max_floats`` floats."""
+    order = _solve_order(model.permutation_spec)
+    if not order:
+        return x[:max_examples]
+    return x[: max(2, min(max_examples, max_floats // _floats_per_example(model, params, x, order)))]
 
 
 def activation_matching(
@@ -226,10 +254,7 @@ def activation_matching(
     if not order:  # nothing to permute
         return {}
     if chunk is None:
-        names = {h for _, uses in order for h, _ in uses}
-        one = _hooked(model, {k: v[:1] for k, v in params_a.items()}, x[:2], names)
-        per_pair = sum(t.numel() for t in one.values()) // len(x[:2]) * len(x)  # floats of one model's activations
-        chunk = max(1, DEFAULT_BUDGET // per_pair)
+        chunk = max(1, DEFAULT_BUDGET // (_floats_per_example(model, params_a, x, order) * len(x)))
     parts: dict[str, list[Tensor]] = {}
     for idx in chunks(n, chunk):
         for p, perm in _match_chunk(model, order, take(params_a, idx), take(params_b, idx), x).items():

@@ -18,8 +18,8 @@ from pathdep.errors import IncompatibleError
 from pathdep.measure import behaviour as bh
 from pathdep.measure import connectivity as cn
 from pathdep.measure import similarity as sim
-from pathdep.measure.align import align, raised_note
-from pathdep.measure.study import MATCH_EXAMPLES, MeasureOptions, alignments, eval_splits, probe_splits
+from pathdep.measure.align import align, probe_batch, raised_note
+from pathdep.measure.study import MeasureOptions, alignments, eval_splits, probe_splits
 from pathdep.models.base import Params, capture, representation_hooks
 
 #: Process fields that fix what a checkpoint computes and on which data.
@@ -110,8 +110,10 @@ def compare(ckpt_a: str | Path, ckpt_b: str | Path, *, n_alpha: int = 21) -> Com
     pa = {k: v.unsqueeze(0) for k, v in a.items()}  # populations of one
     pb = {k: v.unsqueeze(0) for k, v in b.items()}
     bars = []
-    for alignment in alignments(model, MeasureOptions()):
-        other = align(alignment, model, pa, pb, task.train.x[:MATCH_EXAMPLES])
+    kinds = alignments(model, MeasureOptions())
+    match_x = probe_batch(model, pa, task.train.x) if "activation_matching" in kinds else None
+    for alignment in kinds:
+        other = align(alignment, model, pa, pb, match_x)
         for split_name, split in eval_splits(task).items():
             res = cn.pair_barriers(task, model, pa, other, split, n_alpha)
             bars.append({"split": split_name, "alignment": alignment, "aligned": alignment != "none",

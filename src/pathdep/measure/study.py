@@ -39,7 +39,7 @@ from pathdep.measure import importance as imp
 from pathdep.measure import similarity as sim
 from pathdep.measure import soups as sp
 from pathdep.measure import static as stc
-from pathdep.measure.align import align, can_match_activations
+from pathdep.measure.align import align, can_match_activations, probe_batch
 from pathdep.measure.population import take
 from pathdep.models.base import Model, Params, capture, representation_hooks
 from pathdep.tasks.base import Split, Task
@@ -60,8 +60,9 @@ class MeasureOptions:
     - ``max_examples``: at most this many examples of each split (its first ones) in the two
       costly tables, interpolation/barriers and importance (None: all);
     - ``alignment``: the alignments barriers are measured after, besides none: "weight" (weight
-      matching) and "activation" (activation matching, on the first training examples; skipped
-      for models whose permutation spec names no activations).
+      matching) and "activation" (activation matching, on the first training examples of
+      :func:`~pathdep.measure.align.probe_batch`; skipped for models whose permutation spec names
+      no activations).
     """
 
     n_alpha: int = 21
@@ -250,10 +251,6 @@ def _head(split: Split, n: int | None) -> Split:
 #: Option names of :attr:`MeasureOptions.alignment` and the ``alignment`` they record.
 ALIGNMENT_OPTIONS = {"weight": "weight_matching", "activation": "activation_matching"}
 
-#: Activation matching reads at most this many training examples (the first ones).
-MATCH_EXAMPLES = 1000
-
-
 def alignments(model: Model, opts: MeasureOptions) -> list[str]:
     """The ``alignment`` values barriers are measured under: "none" first, then each option the
     model supports, in the options' order."""
@@ -269,7 +266,7 @@ def alignments(model: Model, opts: MeasureOptions) -> list[str]:
 
 def _connectivity(study, g: Group, opts: MeasureOptions) -> tuple[pd.DataFrame, pd.DataFrame]:
     curves, bars = [], []
-    match_x = _head(g.task.train, min(opts.max_examples or MATCH_EXAMPLES, MATCH_EXAMPLES)).x
+    train_x = _head(g.task.train, opts.max_examples).x
     for cohort, runs in cohorts(study, g, opts.max_cohort).items():
         if len(runs) < 2:
             continue
@@ -277,6 +274,7 @@ def _connectivity(study, g: Group, opts: MeasureOptions) -> tuple[pd.DataFrame, 
         params = study.load_population(runs, step)
         pairs = cn.all_pairs(len(runs))
         pa, pb = take(params, pairs[:, 0]), take(params, pairs[:, 1])
+        match_x = probe_batch(g.model, params, train_x) if "activation_matching" in alignments(g.model, opts) else None
         for alignment in alignments(g.model, opts):
             b = align(alignment, g.model, pa, pb, match_x)
             for split_name, split in eval_splits(g.task).items():
