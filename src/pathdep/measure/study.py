@@ -251,6 +251,7 @@ def _head(split: Split, n: int | None) -> Split:
 #: Option names of :attr:`MeasureOptions.alignment` and the ``alignment`` they record.
 ALIGNMENT_OPTIONS = {"weight": "weight_matching", "activation": "activation_matching"}
 
+
 def alignments(model: Model, opts: MeasureOptions) -> list[str]:
     """The ``alignment`` values barriers are measured under: "none" first, then each option the
     model supports, in the options' order."""
@@ -266,6 +267,7 @@ def alignments(model: Model, opts: MeasureOptions) -> list[str]:
 
 def _connectivity(study, g: Group, opts: MeasureOptions) -> tuple[pd.DataFrame, pd.DataFrame]:
     curves, bars = [], []
+    kinds = alignments(g.model, opts)
     train_x = _head(g.task.train, opts.max_examples).x
     for cohort, runs in cohorts(study, g, opts.max_cohort).items():
         if len(runs) < 2:
@@ -274,8 +276,8 @@ def _connectivity(study, g: Group, opts: MeasureOptions) -> tuple[pd.DataFrame, 
         params = study.load_population(runs, step)
         pairs = cn.all_pairs(len(runs))
         pa, pb = take(params, pairs[:, 0]), take(params, pairs[:, 1])
-        match_x = probe_batch(g.model, params, train_x) if "activation_matching" in alignments(g.model, opts) else None
-        for alignment in alignments(g.model, opts):
+        match_x = probe_batch(g.model, params, train_x) if "activation_matching" in kinds else None
+        for alignment in kinds:
             b = align(alignment, g.model, pa, pb, match_x)
             for split_name, split in eval_splits(g.task).items():
                 res = cn.pair_barriers(g.task, g.model, pa, b, _head(split, opts.max_examples), opts.n_alpha)
