@@ -26,7 +26,7 @@ import pandas as pd
 from pathdep.analyses import stats
 from pathdep.analyses.data import NotMeasured, StudyData, analysis
 from pathdep.analyses.finding import Finding
-from pathdep.measure.align import raised_note
+from pathdep.measure.align import ALIGNMENTS, raised_note
 from pathdep.measure.connectivity import alignment_of
 
 STABLE_ERROR = 0.02
@@ -58,8 +58,8 @@ def _alignments(by: dict[str, pd.DataFrame], raw_t: pd.DataFrame, runs: list[str
     means = {a: {q: off_diagonal_mean(barrier_matrix(t, runs, f"{q}_barrier")) for q in ("error", "loss")}
              for a, t in by.items()}
     raw = {q: off_diagonal_mean(barrier_matrix(raw_t, runs, f"{q}_barrier")) for q in ("error", "loss")}
-    notes = [n for a, m in means.items() for q in ("loss", "error")
-             if (n := raised_note(a, m[q], raw[q], f"{q} barrier")) is not None]
+    notes = [n for a in ALIGNMENTS if a in means
+             if (n := raised_note(a, {f"{q} barrier": (means[a][q], raw[q]) for q in ("loss", "error")})) is not None]
     best = min(means, key=lambda a: (np.nan_to_num(means[a]["error"], nan=np.inf), a)) if means else None
     details = {f"{q}_barrier[{a}]": m[q] for a, m in means.items() for q in ("error", "loss")}
     return best, details, notes

@@ -293,12 +293,14 @@ OBJECTIVES = {"weight_matching": "it minimises weight distance, not loss",
               "activation_matching": "it maximises activation correlation, not loss"}
 
 
-def raised_note(alignment: str, aligned: float, raw: float, what: str = "barrier") -> str | None:
-    """A plain sentence when an alignment left ``what`` higher than without alignment, else None.
+def raised_note(alignment: str, barriers: Mapping[str, tuple[float, float]]) -> str | None:
+    """A plain sentence naming each barrier {what: (aligned, raw)} the alignment left higher than
+    without alignment; None when it raised none.
 
-    >>> raised_note("weight_matching", 0.701, 0.613, "loss barrier")
+    >>> raised_note("weight_matching", {"loss barrier": (0.701, 0.613), "error barrier": (0.1, 0.2)})
     'weight matching raised the loss barrier (0.701 vs 0.613 raw): it minimises weight distance, not loss'
     """
-    if not aligned > raw + 1e-9:
+    raised = [f"the {what} ({a:.3f} vs {r:.3f} raw)" for what, (a, r) in barriers.items() if a > r + 1e-9]
+    if not raised:
         return None
-    return f"{alignment.replace('_', ' ')} raised the {what} ({aligned:.3f} vs {raw:.3f} raw): {OBJECTIVES[alignment]}"
+    return f"{alignment.replace('_', ' ')} raised {' and '.join(raised)}: {OBJECTIVES[alignment]}"

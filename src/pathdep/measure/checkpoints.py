@@ -41,10 +41,11 @@ class Comparison:
         test = self.barriers[self.barriers["split"] == "test"].set_index("alignment")
         out = []
         for alignment in test.index.drop("none", errors="ignore"):
-            for col, what in (("loss_barrier", "test loss barrier"), ("error_barrier", "test error barrier")):
-                note = raised_note(alignment, float(test.loc[alignment, col]), float(test.loc["none", col]), what)
-                if note:
-                    out.append(note)
+            pairs = {f"test {q} barrier": (float(test.loc[alignment, f"{q}_barrier"]), float(test.loc["none", f"{q}_barrier"]))
+                     for q in ("loss", "error")}
+            note = raised_note(alignment, pairs)
+            if note:
+                out.append(note)
         return out
 
 
