@@ -245,3 +245,16 @@ def test_the_measure_options_and_spec_choose_the_alignments(tiny_study):
     assert parse_spec(tiny()).measure.alignment == ("weight", "activation")
     with pytest.raises(SpecError, match=r"'measure.alignment\[0\]' field must be 'weight' or 'activation'"):
         parse_spec(tiny(**{"measure.alignment": ["procrustes"]}))
+
+
+def test_a_model_without_hidden_units_records_one_identity_alignment():
+    from pathdep.measure import MeasureOptions
+    from pathdep.measure.align import align
+    from pathdep.measure.study import alignments
+
+    logreg = MLP(d_in=6, hidden=(), d_out=1)
+    assert alignments(logreg, MeasureOptions()) == ["none", "weight_matching"]
+    assert alignments(MLP(d_in=6, hidden=(4,), d_out=1), MeasureOptions()) == ["none", "weight_matching", "activation_matching"]
+    params = logreg.init_population([0, 1])
+    same = align("weight_matching", logreg, params, {k: v.flip(0) for k, v in params.items()})
+    assert all(torch.equal(same[k], params[k].flip(0)) for k in params)  # nothing to permute

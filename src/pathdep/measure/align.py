@@ -267,8 +267,10 @@ ALIGNMENTS = ("none", "weight_matching", "activation_matching")
 
 
 def can_match_activations(spec: PermutationSpec) -> bool:
-    """Whether ``spec`` names the activations of every permutation (activation matching needs them)."""
-    return all(p in spec.activations for p in spec.axes)
+    """Whether ``spec`` has permutations and names the activations of each (activation matching
+    needs them; without permutations every alignment is the identity, which weight matching
+    already records)."""
+    return bool(spec.axes) and all(p in spec.activations for p in spec.axes)
 
 
 def align(alignment: str, model: Model, params_a: Params, params_b: Params, x: Tensor | None = None) -> Params:

@@ -61,8 +61,8 @@ class MeasureOptions:
       costly tables, interpolation/barriers and importance (None: all);
     - ``alignment``: the alignments barriers are measured after, besides none: "weight" (weight
       matching) and "activation" (activation matching, on the first training examples of
-      :func:`~pathdep.measure.align.probe_batch`; skipped for models whose permutation spec names
-      no activations).
+      :func:`~pathdep.measure.align.probe_batch`; skipped for models without permutations, such
+      as logistic regression, or whose permutation spec names no activations).
     """
 
     n_alpha: int = 21
