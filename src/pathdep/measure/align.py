@@ -22,6 +22,10 @@ All functions work on populations of pairs: ``params_a`` and ``params_b`` have a
 axis P and the permutations found are (P, n) long tensors. The cost matrices of all pairs are
 one batched product; the assignment solver (``scipy.optimize.linear_sum_assignment``) runs once
 per pair and permutation, as it has no batched form.
+
+Neither alignment looks at the loss: weight matching minimises weight distance and activation
+matching maximises activation correlation, so the barrier after alignment can exceed the raw one
+(:func:`raised_note` says so in words). :func:`align` applies one of :data:`ALIGNMENTS` by name.
 """
 
 from __future__ import annotations
