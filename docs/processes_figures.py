@@ -22,6 +22,7 @@ import torch  # noqa: E402
 
 from pathdep import Study  # noqa: E402
 from pathdep import store as st  # noqa: E402
+from pathdep.measure.connectivity import alignment_of  # noqa: E402
 
 IMG = Path(__file__).parent / "img"
 
@@ -73,10 +74,12 @@ def mnist1d(store: Path) -> None:
         bars = bars[(bars["split"] == "test") & (bars["step"] == bars["step"].max())]
         width = {v: sweep.model(r).hidden[0] for r, v in runs["variant"].items()}
         bars = bars.assign(width=bars["run_a"].map(runs["variant"]).map(width))
-        for aligned, marker in ((False, "o"), (True, "s")):
-            b = bars[bars["aligned"] == aligned].groupby("width")["error_barrier"]
-            axes[2].errorbar(b.mean().index, b.mean(), yerr=b.std(), marker=marker, capsize=3,
-                             label="weight-matched" if aligned else "raw")
+        kind = alignment_of(bars)
+        for alignment, marker, label in (("none", "o", "raw"), ("weight_matching", "s", "weight-matched"),
+                                         ("activation_matching", "^", "activation-matched")):
+            b = bars[kind == alignment].groupby("width")["error_barrier"]
+            if len(b):
+                axes[2].errorbar(b.mean().index, b.mean(), yerr=b.std(), marker=marker, capsize=3, label=label)
         axes[2].set(xscale="log", xlabel="hidden width", ylabel="test error barrier", title="width sweep: barrier")
         axes[2].legend(fontsize=8)
     save(fig, "process_mnist1d.png")

@@ -123,3 +123,138 @@ def test_bad_alphas_and_mismatched_endpoints_are_refused(mlp_runs):
         curves(task, model, params, params, task.test, torch.tensor([0.2, 1.0]))
     with pytest.raises(PathdepError, match="as many members"):
         curves(task, model, params, {k: v[:2] for k, v in params.items()}, task.test, alpha_grid(3))
+
+
+# --- barriers after alignment ---------------------------------------------------------------------
+
+
+def shuffled_copy(model, params, seed):
+    """params with every hidden axis of every member randomly permuted (the same function)."""
+    from pathdep.measure.align import apply_permutation, identity_perms
+
+    g = torch.Generator().manual_seed(seed)
+    spec = model.permutation_spec
+    perms = {p: torch.stack([torch.randperm(n.shape[1], generator=g) for _ in range(n.shape[0])])
+             for p, n in identity_perms(spec, params).items()}
+    return apply_permutation(spec, params, perms)
+
+
+@pytest.mark.parametrize("alignment", ["weight_matching", "activation_matching"])
+def test_the_aligned_barrier_of_a_permuted_copy_is_zero(mlp_runs, alignment):
+    from pathdep.measure.align import align
+
+    task, model, params = mlp_runs
+    copy = shuffled_copy(model, params, 1)
+    raw = pair_barriers(task, model, params, copy, task.test, 11)
+    assert raw["loss_barrier"].max() > 0.05  # the raw line between a net and its permuted copy can climb
+    b = align(alignment, model, params, copy, task.train.x)
+    res = pair_barriers(task, model, params, b, task.test, 11)
+    assert res["loss_barrier"].abs().max() < 1e-5
+    assert (res["error_barrier"] == 0).all()
+
+
+def test_alignment_of_reads_old_tables_as_weight_matching():
+    import pandas as pd
+
+    from pathdep.measure.connectivity import alignment_of
+
+    old = pd.DataFrame({"aligned": [False, True, True]})
+    assert alignment_of(old).tolist() == ["none", "weight_matching", "weight_matching"]
+    new = old.assign(alignment=["none", "weight_matching", "activation_matching"])
+    assert alignment_of(new).tolist() == ["none", "weight_matching", "activation_matching"]
+
+
+def test_unknown_alignment_is_refused(mlp_runs):
+    from pathdep.measure.align import align
+
+    task, model, params = mlp_runs
+    with pytest.raises(PathdepError, match="'alignment' parameter of align.*'greedy'"):
+        align("greedy", model, params, params, task.train.x)
+
+
+# --- the LMC finding says which alignment gave each number ----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_study(tmp_path_factory):
+    from pathdep import Study
+    from pathdep.measure import MeasureOptions, measure_study
+    from tests.helpers import tiny
+
+    study = Study.from_dict(tiny(), store=tmp_path_factory.mktemp("store"))
+    study.run()
+    tables = measure_study(study, which=["properties", "barriers"], options=MeasureOptions(n_alpha=3))
+    return study, tables["barriers"]
+
+
+def plant(bars, values):
+    """The barriers table with every test row set to values[alignment] = (loss, error)."""
+    out = bars.copy()
+    for alignment, (loss, error) in values.items():
+        rows = (out["split"] == "test") & (out["alignment"] == alignment)
+        out.loc[rows, ["loss_barrier", "error_barrier"]] = [loss, error]
+    return out
+
+
+def test_lmc_names_the_alignment_and_says_when_one_raised_the_barrier(tiny_study):
+    from pathdep.analyses import lmc
+
+    study, bars = tiny_study
+    assert set(bars["alignment"]) == {"none", "weight_matching", "activation_matching"}
+    study.write_table("barriers", plant(bars, {"none": (0.61, 0.10), "weight_matching": (0.70, 0.12),
+                                               "activation_matching": (0.20, 0.05)}))
+    f = lmc.analyse_lmc(study)
+    assert f.value == pytest.approx(0.10)
+    assert f.details["alignment"] == "activation_matching"
+    assert f.details["error_barrier_aligned"] == pytest.approx(0.05)
+    assert f.details["loss_barrier[weight_matching]"] == pytest.approx(0.70)
+    assert "(0.050 after activation matching, the lower of it and weight matching)" in f.verdict
+    note = ("weight matching raised the loss barrier (0.700 vs 0.610 raw) and the error barrier (0.120 vs 0.100 raw): "
+            "it minimises weight distance, not loss")
+    assert f.details["alignment_notes"] == [note]
+    assert f"; {note}" in f.verdict
+
+
+def test_lmc_without_a_raised_barrier_adds_no_note_and_reads_old_tables(tiny_study):
+    from pathdep.analyses import lmc
+
+    study, bars = tiny_study
+    fine = plant(bars, {"none": (0.61, 0.10), "weight_matching": (0.30, 0.04), "activation_matching": (0.40, 0.06)})
+    study.write_table("barriers", fine)
+    f = lmc.analyse_lmc(study)
+    assert "raised" not in f.verdict and f.details["alignment_notes"] == []
+    assert "(0.040 after weight matching, the lower of it and activation matching)" in f.verdict
+    old = fine[fine["alignment"] != "activation_matching"].drop(columns="alignment")  # a store from before the column
+    study.write_table("barriers", old)
+    f = lmc.analyse_lmc(study)
+    assert f.details["alignment"] == "weight_matching" and "(0.040 after weight matching)" in f.verdict
+
+
+def test_the_measure_options_and_spec_choose_the_alignments(tiny_study):
+    from pathdep.errors import SpecError
+    from pathdep.measure import MeasureOptions, measure_study
+    from pathdep.spec import parse_spec
+    from tests.helpers import tiny
+
+    study, _ = tiny_study
+    bars = measure_study(study, which=["barriers"], options=MeasureOptions(n_alpha=3, alignment=("activation",)))["barriers"]
+    assert list(dict.fromkeys(bars["alignment"])) == ["none", "activation_matching"]
+    with pytest.raises(PathdepError, match="'alignment' option.*'procrustes'"):
+        measure_study(study, which=["barriers"], options=MeasureOptions(alignment=("procrustes",)))
+    assert parse_spec(tiny(**{"measure.alignment": ["weight"]})).measure.alignment == ("weight",)
+    assert parse_spec(tiny()).measure.alignment == ("weight", "activation")
+    with pytest.raises(SpecError, match=r"'measure.alignment\[0\]' field must be 'weight' or 'activation'"):
+        parse_spec(tiny(**{"measure.alignment": ["procrustes"]}))
+
+
+def test_a_model_without_hidden_units_records_one_identity_alignment():
+    from pathdep.measure import MeasureOptions
+    from pathdep.measure.align import align
+    from pathdep.measure.study import alignments
+
+    logreg = MLP(d_in=6, hidden=(), d_out=1)
+    assert alignments(logreg, MeasureOptions()) == ["none", "weight_matching"]
+    assert alignments(MLP(d_in=6, hidden=(4,), d_out=1), MeasureOptions()) == ["none", "weight_matching", "activation_matching"]
+    params = logreg.init_population([0, 1])
+    same = align("weight_matching", logreg, params, {k: v.flip(0) for k, v in params.items()})
+    assert all(torch.equal(same[k], params[k].flip(0)) for k in params)  # nothing to permute

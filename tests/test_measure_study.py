@@ -17,8 +17,9 @@ COLUMNS = {
     "behaviour": ["run", "step", "probe", "example", "loss", "pred", "correct", "margin"],
     "behaviour_pairs": ["run_a", "step_a", "run_b", "step_b", "probe", "loss_pearson", "loss_spearman", "agreement", "error_kappa"],
     "cka": ["run_a", "step_a", "run_b", "step_b", "layer", "probe", "cka", "cka_debiased", "procrustes"],
-    "interpolation": ["run_a", "run_b", "step", "split", "aligned", "alpha", "loss", "error", "group"],
-    "barriers": ["run_a", "run_b", "step", "split", "aligned", "loss_barrier", "error_barrier", "group", "definition"],
+    "interpolation": ["run_a", "run_b", "step", "split", "aligned", "alignment", "alpha", "loss", "error", "group"],
+    "barriers": ["run_a", "run_b", "step", "split", "aligned", "alignment", "loss_barrier", "error_barrier", "group",
+                 "definition"],
     "soups": ["step", "group", "kind", "split", "acc", "loss", "n_ingredients"],
     "importance": ["run", "step", "probe", "layer", "unit", "ablation", "delta_loss"],
     "static": ["run", "step", "measure", "value"],
@@ -46,7 +47,9 @@ def test_every_table_is_written_with_its_columns(measured):
         assert len(stored) == len(tables[name]) > 0, name
     bars = tables["barriers"]
     # pairs within cohorts: base (3 runs: 3 pairs) and fork fk (2 children: 1 pair)
-    assert len(bars) == 4 * 3 * 2  # x (train, test, ood) x (raw, aligned)
+    assert len(bars) == 4 * 3 * 3  # x (train, test, ood) x (none, weight_matching, activation_matching)
+    assert bars.groupby("alignment").size().to_dict() == {"none": 12, "weight_matching": 12, "activation_matching": 12}
+    assert (bars["aligned"] == (bars["alignment"] != "none")).all()
     assert set(zip(bars.run_a, bars.run_b, bars.group)) == {
         ("base-i0-d0", "base-i1-d0", "base"), ("base-i0-d0", "base-i2-d0", "base"),
         ("base-i1-d0", "base-i2-d0", "base"), ("fk-d1", "fk-d2", "fk")}
@@ -137,7 +140,7 @@ def test_compare_two_checkpoint_files_matches_the_study_tables(measured):
     bars = tables["barriers"]
     for _, row in res.barriers.iterrows():
         ref = bars[(bars.run_a == "base-i0-d0") & (bars.run_b == "base-i2-d0") & (bars.split == row.split)
-                   & (bars.aligned == row.aligned)]
+                   & (bars.alignment == row.alignment)]
         assert row.loss_barrier == pytest.approx(ref["loss_barrier"].item(), abs=1e-6)
     assert set(res.cka["layer"]) == {"h0", "h1", "logits"}
     pairs = tables["behaviour_pairs"]
@@ -162,7 +165,7 @@ def test_incompatible_checkpoints_are_refused_before_any_computation(measured, t
     other.run()
     import pathdep.measure.checkpoints as cmp
 
-    monkeypatch.setattr(cmp, "weight_matching", lambda *a, **k: pytest.fail("computed before checking"))
+    monkeypatch.setattr(cmp, "align", lambda *a, **k: pytest.fail("computed before checking"))
     with pytest.raises(IncompatibleError, match=message):
         compare(ckpt(other, "base-i0-d0", 2), ckpt(study, "base-i0-d0", 60))
     assert IncompatibleError.exit_code == 2

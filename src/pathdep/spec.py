@@ -224,6 +224,8 @@ class MeasureSpec(_Strict):
     steps: tuple[Annotated[Int, Field(ge=0)], ...] | None = Field(None, description="checkpoint steps of the per-step tables (default all)")
     max_cohort: Int | None = Field(32, ge=2, description="runs per cohort in barriers and soups")
     max_examples: Int | None = Field(None, ge=1, description="examples per split in barriers and ablations")
+    alignment: tuple[Literal["weight", "activation"], ...] = Field(
+        ("weight", "activation"), description="alignments barriers are also measured after (weight / activation matching)")
 
 
 class StudySpec(_Strict):

@@ -32,6 +32,7 @@ from pathdep.analyses import stats, variance
 from pathdep.analyses.c import analyse_c, final_clustering
 from pathdep.analyses.data import StudyData, analysis
 from pathdep.analyses.finding import Finding
+from pathdep.measure.connectivity import alignment_of
 
 
 def variance_components(c: np.ndarray) -> dict[str, float]:
@@ -79,8 +80,8 @@ def _pairwise_summaries(data: StudyData, runs: list[str]) -> dict[str, float]:
     bar = data.table("barriers")
     if bar is not None:
         b = bar[(bar.step == step) & bar.run_a.isin(keep) & bar.run_b.isin(keep) & (bar.split == "test")]
-        for aligned, g in b.groupby("aligned"):
-            tag = "aligned" if aligned else "raw"
+        for alignment, g in b.groupby(alignment_of(b)):
+            tag = "raw" if alignment == "none" else alignment
             out[f"loss_barrier[test,{tag}]"] = float(g["loss_barrier"].mean())
             out[f"error_barrier[test,{tag}]"] = float(g["error_barrier"].mean())
     return out

@@ -3,8 +3,12 @@
 Barrier definition (as measured): max over alpha of L(theta_alpha) - ((1 - alpha) L(theta_0) +
 alpha L(theta_1)), for loss and for error, on the test split, between final checkpoints.
 
-- The barrier matrix of the seed population, raw and after weight-matching alignment, and its
-  clusters (average linkage; k with the best silhouette, kept only above 0.5, else one).
+- The barrier matrix of the seed population, raw and after alignment, and its clusters (average
+  linkage; k with the best silhouette, kept only above 0.5, else one). Each barrier row names its
+  alignment ("none", "weight_matching", "activation_matching"; stores from before the
+  ``alignment`` column hold weight matching as ``aligned``); the aligned numbers are those of the
+  alignment with the lowest mean error barrier, and the verdict says so plainly when an alignment
+  raised a barrier above the raw one (alignment optimises weights or activations, not loss).
 - Instability: for each fork step k, the mean error barrier between children of one parent forked
   at k with different data orders; the runs are *stable* from the first k from which every later
   fork's barrier stays at most 2% error (the threshold of Frankle et al.).
@@ -22,6 +26,8 @@ import pandas as pd
 from pathdep.analyses import stats
 from pathdep.analyses.data import NotMeasured, StudyData, analysis
 from pathdep.analyses.finding import Finding, side_by_side
+from pathdep.measure.align import ALIGNMENTS, raised_note
+from pathdep.measure.connectivity import alignment_of
 
 STABLE_ERROR = 0.02
 
@@ -44,6 +50,19 @@ def off_diagonal_mean(m: np.ndarray, idx: np.ndarray | None = None) -> float:
     sub = m[np.ix_(idx, idx)]
     keep = idx[:, None] != idx[None, :]
     return float(np.nanmean(sub[keep])) if keep.any() else float("nan")
+
+
+def _alignments(by: dict[str, pd.DataFrame], raw_t: pd.DataFrame, runs: list[str]) -> tuple[str | None, dict, list[str]]:
+    """The alignment with the lowest mean error barrier, every alignment's mean barriers, and a note
+    for each mean barrier an alignment raised above the raw one."""
+    means = {a: {q: off_diagonal_mean(barrier_matrix(t, runs, f"{q}_barrier")) for q in ("error", "loss")}
+             for a, t in by.items()}
+    raw = {q: off_diagonal_mean(barrier_matrix(raw_t, runs, f"{q}_barrier")) for q in ("error", "loss")}
+    notes = [n for a in ALIGNMENTS if a in means
+             if (n := raised_note(a, {f"{q} barrier": (means[a][q], raw[q]) for q in ("loss", "error")})) is not None]
+    best = min(means, key=lambda a: (np.nan_to_num(means[a]["error"], nan=np.inf), a)) if means else None
+    details = {f"{q}_barrier[{a}]": m[q] for a, m in means.items() for q in ("error", "loss")}
+    return best, details, notes
 
 
 def stable_from(fork_steps: np.ndarray, barriers: np.ndarray, threshold: float = STABLE_ERROR) -> float:
@@ -100,9 +119,12 @@ def analyse_lmc(data: StudyData) -> Finding:
     """Barrier matrices, their clusters, instability vs fork step, soup gains."""
     bar = data.need("barriers")
     bar = bar[(bar["step"] == data.final_step) & (bar["split"] == "test")]
-    raw_t, aligned_t = bar[~bar["aligned"].astype(bool)], bar[bar["aligned"].astype(bool)]
+    kind = alignment_of(bar)
+    raw_t = bar[kind == "none"]
     paired = set(raw_t["run_a"]) | set(raw_t["run_b"])
     runs = [r for r in data.reference if r in paired]  # barriers may be measured on a cohort's first runs only
+    best, by_alignment, raised = _alignments({a: t for a, t in bar.groupby(kind) if a != "none"}, raw_t, runs)
+    aligned_t = bar[kind == best]
     raw = barrier_matrix(raw_t, runs, "error_barrier")
     if len(runs) < 2 or np.isnan(raw).all():
         raise NotMeasured("no test-split barriers between the population's final runs")
@@ -116,18 +138,22 @@ def analyse_lmc(data: StudyData) -> Finding:
     aligned = None
     if len(aligned_t):
         aligned = barrier_matrix(aligned_t, runs, "error_barrier")
-        details |= {"error_barrier_aligned": off_diagonal_mean(aligned),
-                    "loss_barrier_aligned": off_diagonal_mean(barrier_matrix(aligned_t, runs, "loss_barrier"))}
+        details |= {"alignment": best, "error_barrier_aligned": off_diagonal_mean(aligned),
+                    "loss_barrier_aligned": off_diagonal_mean(barrier_matrix(aligned_t, runs, "loss_barrier")),
+                    **by_alignment, "alignment_notes": raised}
         ok = ~np.isnan(aligned).any(1)
         cla = stats.choose_k_distances(aligned[np.ix_(ok, ok)])
         details |= {"clusters_aligned": cla.k, "silhouette_aligned": cla.silhouette}
-    inst = _instability(data, bar[~bar["aligned"].astype(bool)])
+    inst = _instability(data, raw_t)
     if inst:
         details["instability"] = inst
     details |= _soup_gains(data)
     verdict = f"final runs are separated by a mean error barrier of {value:.3f}"
     if aligned is not None:
-        verdict += f" ({details['error_barrier_aligned']:.3f} after alignment)"
+        others = [a.replace("_", " ") for a in sorted(set(kind) - {"none", best})]
+        verdict += (f" ({details['error_barrier_aligned']:.3f} after {best.replace('_', ' ')}"
+                    + (f", the lower of it and {', '.join(others)})" if others else ")"))
+        verdict += "".join(f"; {n}" for n in raised)
     verdict += f"; barrier clusters: {cl.k}"
     if inst:
         k = inst["stable_from_step"]

@@ -79,10 +79,24 @@ def compare(
                                            callback=check_file("CKPT_B", "a checkpoint file (safetensors)"))],
     n_alpha: Annotated[int, typer.Option(help="interpolation points, ends included", callback=at_least("--n-alpha", 2))] = 21,
 ) -> None:
-    """Barrier (raw and aligned), CKA per layer and behaviour agreement of two checkpoints."""
+    """Barriers (raw, weight-matched, activation-matched), CKA per layer and behaviour agreement of two checkpoints.
+
+    A note follows the barriers when an alignment raised a test barrier: alignment optimises
+    weight distance or activation correlation, not loss.
+    """
     from pathdep.measure import compare as compare_checkpoints
 
     res = compare_checkpoints(ckpt_a, ckpt_b, n_alpha=n_alpha)
-    _show(res.barriers, f"barriers: {res.definition}")
+    _show(_barriers_by_alignment(res.barriers), f"barriers: {res.definition}")
+    for note in res.notes:
+        console.print(f"note: {note}", soft_wrap=True)
     _show(res.cka, "representation similarity")
     _show(res.behaviour, "behaviour")
+
+
+def _barriers_by_alignment(bars: pd.DataFrame) -> pd.DataFrame:
+    """One row per split and barrier (loss, error), one column per alignment (none first)."""
+    long = bars.melt(id_vars=["split", "alignment"], value_vars=["loss_barrier", "error_barrier"], var_name="barrier")
+    wide = long.pivot_table(index=["split", "barrier"], columns="alignment", values="value", sort=False)
+    cols = [c for c in ("none", "weight_matching", "activation_matching") if c in wide.columns]
+    return wide[cols].rename(columns={"none": "raw"}).reset_index().rename_axis(columns=None)

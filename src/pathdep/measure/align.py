@@ -8,16 +8,24 @@ rows and its consumer's columns) never changes the function the network computes
 - **Weight matching** (Ainsworth et al., 2023, "Git Re-Basin"): coordinate descent over the
   spec's permutations; each step solves one linear assignment problem that maximises
   ``sum_{(w, axis)} <W_a, P W_b>`` with every other permutation held fixed.
-- **Activation matching**: for each permutation, the assignment that maximises the summed
-  correlation between the matched units' activations on the same examples. The model says which
-  activation each permutation reorders (``model.permutation_hooks``: {perm: hook name}); the
-  unit axis of a hooked activation is the first axis after the batch axis. Units whose
-  activation is constant on the examples (dead ReLUs) carry no signal and match in any order.
+- **Activation matching** (Entezari et al., 2022; Ainsworth et al., 2023): for each permutation,
+  the assignment that maximises the summed correlation between the matched units' activations on
+  the same examples. The spec says which activation axes each permutation reorders
+  (``spec.activations``); every other axis of such an activation (batch, positions, pixels) is a
+  sample. Permutations are solved in the spec's order, and an activation is evidence for a
+  permutation only once every other permutation acting on it is solved (its axes are then put in
+  the solved order first): a transformer's heads are matched on their attention patterns before
+  their q/k/v dimensions are matched within the matched heads. Units whose activation is
+  constant on the examples (dead ReLUs) carry no signal and match in any order.
 
 All functions work on populations of pairs: ``params_a`` and ``params_b`` have a leading pair
 axis P and the permutations found are (P, n) long tensors. The cost matrices of all pairs are
 one batched product; the assignment solver (``scipy.optimize.linear_sum_assignment``) runs once
 per pair and permutation, as it has no batched form.
+
+Neither alignment looks at the loss: weight matching minimises weight distance and activation
+matching maximises activation correlation, so the barrier after alignment can exceed the raw one
+(:func:`raised_note` says so in words). :func:`align` applies one of :data:`ALIGNMENTS` by name.
 """
 
 from __future__ import annotations
@@ -30,10 +38,11 @@ from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
 from pathdep.errors import PathdepError
-from pathdep.measure.population import check_same_layout, size
+from pathdep.measure.population import DEFAULT_BUDGET, check_same_layout, chunks, size, take
 from pathdep.models.base import Model, Params, PermutationSpec, capture
 
 Perms = dict[str, Tensor]  # {perm name: (P, n) long}
+Order = list[tuple[str, list[tuple[str, int]]]]  # [(perm, [(hook, unit axis), ...]), ...] in solving order
 
 
 def perm_sizes(spec: PermutationSpec, params: Params) -> dict[str, int]:
@@ -127,37 +136,177 @@ def weight_matching(
 
 
 def _correlation(xa: Tensor, xb: Tensor) -> Tensor:
-    """Correlation of every unit of xa (P, M, n) with every unit of xb (P, M, n): (P, n, n)."""
-    za = xa.double() - xa.double().mean(1, keepdim=True)
-    zb = xb.double() - xb.double().mean(1, keepdim=True)
-    za = za / za.norm(dim=1, keepdim=True).clamp_min(1e-12)
-    zb = zb / zb.norm(dim=1, keepdim=True).clamp_min(1e-12)
-    return za.transpose(1, 2) @ zb
+    """Correlation of every unit of xa (P, n, M) with every unit of xb (P, n, M) over the M samples: (P, n, n)."""
+    za = xa.double()
+    za = za - za.mean(2, keepdim=True)
+    za = za / za.norm(dim=2, keepdim=True).clamp_min(1e-12)
+    zb = xb.double()
+    zb = zb - zb.mean(2, keepdim=True)
+    zb = zb / zb.norm(dim=2, keepdim=True).clamp_min(1e-12)
+    return za @ zb.transpose(1, 2)
+
+
+def permute_activations(spec: PermutationSpec, acts: Mapping[str, Tensor], perms: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """Captured activations {hook: (P, B, ...)} as the permuted network would produce them.
+
+    ``acts`` of ``params`` permuted by ``perms`` (each (P, n)) equal the activations of
+    ``apply_permutation(spec, params, perms)`` on the same examples; hooks and permutations the
+    spec does not link are left as they are.
+    """
+    out = dict(acts)
+    for p, uses in spec.activations.items():
+        if p not in perms:
+            continue
+        for h, axis in uses:
+            if h in out:
+                out[h] = _permute_axis(out[h], axis, perms[p].long().expand(out[h].shape[0], -1))
+    return out
+
+
+def _solve_order(spec: PermutationSpec) -> Order:
+    """Each permutation of ``spec.activations`` in order, with the activation axes that are its
+    evidence: those of activations whose other permutations are solved before it."""
+    missing = [p for p in spec.axes if p not in spec.activations]
+    if missing:
+        raise PathdepError(f"Activation matching needs to know which activation each permutation reorders; "
+                           f"the permutation spec names none for {missing[0]!r} (its 'activations').")
+    solved: set[str] = set()
+    order = []
+    for p, uses in spec.activations.items():
+        evidence = [(h, ax) for h, ax in uses
+                    if all(q in solved for a, q in spec.perms_of_activation(h).items() if a != ax)]
+        if not evidence:
+            raise PathdepError(f"The permutation spec gives permutation {p!r} no activation whose other "
+                               f"permutations are solved before it; reorder its 'activations'.")
+        order.append((p, evidence))
+        solved.add(p)
+    return order
+
+
+def _hooked(model: Model, params: Params, x: Tensor, names: set[str]) -> dict[str, Tensor]:
+    """The named activations of every member on examples x (N, *in_shape): {hook: (P, N, ...)}."""
+    with capture(names) as rec, torch.no_grad():
+        model.apply(params, x.unsqueeze(0).expand(size(params), *x.shape))
+    return dict(rec)
+
+
+def _match_chunk(model: Model, order: Order, params_a: Params, params_b: Params, x: Tensor) -> Perms:
+    """Activation matching of one block of pairs: each permutation solved in ``order``."""
+    names = {h for _, uses in order for h, _ in uses}
+    spec = model.permutation_spec
+    acts_a, acts_b = _hooked(model, params_a, x, names), _hooked(model, params_b, x, names)
+    perms: Perms = {}
+    for p, evidence in order:
+        cost = torch.zeros(())
+        for h, axis in evidence:
+            xb = acts_b[h]
+            for other_axis, q in spec.perms_of_activation(h).items():  # put B's other solved axes in A's order
+                if q != p:
+                    xb = _permute_axis(xb, other_axis, perms[q])
+            cost = cost + _correlation(_unit_rows(acts_a[h], axis), _unit_rows(xb, axis))  # (P, n, samples) -> (P, n, n)
+        perms[p] = _solve(cost)
+    return perms
+
+
+def _floats_per_example(model: Model, params: Params, x: Tensor, order: Order) -> int:
+    """Floats of the activations matching reads, per member and example (measured on 2 examples)."""
+    names = {h for _, uses in order for h, _ in uses}
+    one = _hooked(model, {k: v[:1] for k, v in params.items()}, x[:2], names)
+    return max(1, sum(t.numel() for t in one.values()) // len(x[:2]))
+
+
+#: Activation matching in a study reads at most this many examples (the first ones) ...
+MATCH_EXAMPLES = 1000
+#: ... and fewer where one model's matched activations would exceed this many floats (a sequence
+#: example holds one activation per position: 1000 sequences of a small transformer are ~6e7 floats).
+MATCH_FLOATS = 2**22
+
+
+def probe_batch(model: Model, params: Params, x: Tensor, max_examples: int = MATCH_EXAMPLES,
+                max_floats: int = MATCH_FLOATS) -> Tensor:
+    """The first examples of x (N, *in_shape) that activation matching reads: at most
+    ``max_examples``, and few enough (but at least 2) that one member's matched activations hold
+    at most ``max_floats`` floats."""
+    order = _solve_order(model.permutation_spec)
+    if not order:
+        return x[:max_examples]
+    return x[: max(2, min(max_examples, max_floats // _floats_per_example(model, params, x, order)))]
 
 
 def activation_matching(
-    model: Model, params_a: Params, params_b: Params, x: Tensor, hooks: Mapping[str, str] | None = None
+    model: Model, params_a: Params, params_b: Params, x: Tensor, *, chunk: int | None = None
 ) -> Perms:
     """Permutations of ``params_b``'s units that maximise activation correlation with ``params_a``.
 
-    x (N, *in_shape) examples seen by both; ``hooks`` {perm: hook name} defaults to
-    ``model.permutation_hooks``.
+    params_a, params_b (P, ...): pairs of members; x (N, *in_shape): the examples both see (a
+    probe batch, e.g. training examples). Which activation each permutation reorders comes from
+    ``model.permutation_spec.activations``. Pairs are processed ``chunk`` at a time (default: as
+    many as keep the captured activations near :data:`~pathdep.measure.population.DEFAULT_BUDGET`
+    floats per model). Apply the result with ``apply_permutation(spec, params_b, perms)``.
+
+    >>> from pathdep.models.mlp import MLP
+    >>> m = MLP(d_in=3, hidden=(5,), d_out=2)
+    >>> p = m.init_population([0])
+    >>> activation_matching(m, p, p, torch.randn(50, 3))["P0"]
+    tensor([[0, 1, 2, 3, 4]])
     """
     check_same_layout(params_a, params_b, "activation matching")
-    hooks = hooks if hooks is not None else getattr(model, "permutation_hooks", None)
-    if hooks is None:
-        raise PathdepError(
-            f"Activation matching needs to know which activation each permutation reorders; "
-            f"{type(model).__name__} has no 'permutation_hooks' and none were given."
-        )
-    names = set(hooks.values())
-    acts = []
-    for params in (params_a, params_b):
-        with capture(names) as rec, torch.no_grad():
-            model.apply(params, x.unsqueeze(0).expand(size(params), *x.shape))
-        acts.append({h: _unit_rows(t, 1).transpose(1, 2) for h, t in rec.items()})  # (P, samples, n)
-    perms: Perms = {}
-    for p, h in hooks.items():
-        xa, xb = acts[0][h], acts[1][h]  # (P, M, n): units last, every other axis a sample
-        perms[p] = _solve(_correlation(xa, xb))
-    return perms
+    n = size(params_a)
+    if size(params_b) != n:
+        raise PathdepError(f"Both populations of activation matching must have as many members; got {n} and {size(params_b)}.")
+    order = _solve_order(model.permutation_spec)
+    if not order:  # nothing to permute
+        return {}
+    if chunk is None:
+        chunk = max(1, DEFAULT_BUDGET // (_floats_per_example(model, params_a, x, order) * len(x)))
+    parts: dict[str, list[Tensor]] = {}
+    for idx in chunks(n, chunk):
+        for p, perm in _match_chunk(model, order, take(params_a, idx), take(params_b, idx), x).items():
+            parts.setdefault(p, []).append(perm)
+    return {p: torch.cat(v) for p, v in parts.items()}
+
+
+#: The ``alignment`` of a barrier: the permutation applied to its second endpoint first.
+ALIGNMENTS = ("none", "weight_matching", "activation_matching")
+
+
+def can_match_activations(spec: PermutationSpec) -> bool:
+    """Whether ``spec`` has permutations and names the activations of each (activation matching
+    needs them; without permutations every alignment is the identity, which weight matching
+    already records)."""
+    return bool(spec.axes) and all(p in spec.activations for p in spec.axes)
+
+
+def align(alignment: str, model: Model, params_a: Params, params_b: Params, x: Tensor | None = None) -> Params:
+    """``params_b`` (P, ...) permuted to align with ``params_a`` by one of :data:`ALIGNMENTS`.
+
+    ``x`` (N, *in_shape): the examples activation matching reads (unused otherwise).
+    """
+    spec = model.permutation_spec
+    if alignment == "none":
+        return params_b
+    if alignment == "weight_matching":
+        return apply_permutation(spec, params_b, weight_matching(spec, params_a, params_b))
+    if alignment == "activation_matching":
+        if x is None:
+            raise PathdepError("Activation matching needs examples to read activations on; got x=None.")
+        return apply_permutation(spec, params_b, activation_matching(model, params_a, params_b, x))
+    raise PathdepError(f"The 'alignment' parameter of align must be one of {list(ALIGNMENTS)}. Got {alignment!r} instead.")
+
+
+#: What each alignment optimises instead of the loss: why an aligned barrier can exceed the raw one.
+OBJECTIVES = {"weight_matching": "it minimises weight distance, not loss",
+              "activation_matching": "it maximises activation correlation, not loss"}
+
+
+def raised_note(alignment: str, barriers: Mapping[str, tuple[float, float]]) -> str | None:
+    """A plain sentence naming each barrier {what: (aligned, raw)} the alignment left higher than
+    without alignment; None when it raised none.
+
+    >>> raised_note("weight_matching", {"loss barrier": (0.701, 0.613), "error barrier": (0.1, 0.2)})
+    'weight matching raised the loss barrier (0.701 vs 0.613 raw): it minimises weight distance, not loss'
+    """
+    raised = [f"the {what} ({a:.3f} vs {r:.3f} raw)" for what, (a, r) in barriers.items() if a > r + 1e-9]
+    if not raised:
+        return None
+    return f"{alignment.replace('_', ' ')} raised {' and '.join(raised)}: {OBJECTIVES[alignment]}"

@@ -1,4 +1,4 @@
-"""Compare two checkpoint files: barriers (raw and aligned), CKA per layer, behaviour agreement.
+"""Compare two checkpoint files: barriers (raw, weight- and activation-matched), CKA per layer, behaviour agreement.
 
 Both files must hold the same architecture and task (the ``process`` metadata) and the same
 parameter keys and shapes; this is checked before anything is computed, and the first
@@ -18,8 +18,8 @@ from pathdep.errors import IncompatibleError
 from pathdep.measure import behaviour as bh
 from pathdep.measure import connectivity as cn
 from pathdep.measure import similarity as sim
-from pathdep.measure.align import apply_permutation, weight_matching
-from pathdep.measure.study import eval_splits, probe_splits
+from pathdep.measure.align import align, probe_batch, raised_note
+from pathdep.measure.study import MeasureOptions, alignments, eval_splits, probe_splits
 from pathdep.models.base import Params, capture, representation_hooks
 
 #: Process fields that fix what a checkpoint computes and on which data.
@@ -30,10 +30,23 @@ IDENTITY_FIELDS = ("model", "model_args", "task", "task_args")
 class Comparison:
     """The result of :func:`compare`: three small tables."""
 
-    barriers: pd.DataFrame  # split, aligned, loss_barrier, error_barrier
+    barriers: pd.DataFrame  # split, alignment, aligned, loss_barrier, error_barrier
     cka: pd.DataFrame  # layer, probe, cka, cka_debiased, procrustes
     behaviour: pd.DataFrame  # probe, loss_pearson, loss_spearman, agreement, error_kappa
     definition: str = cn.BARRIER_DEFINITION
+
+    @property
+    def notes(self) -> list[str]:
+        """One sentence for each alignment that raised a test-split barrier above the raw one."""
+        test = self.barriers[self.barriers["split"] == "test"].set_index("alignment")
+        out = []
+        for alignment in test.index.drop("none", errors="ignore"):
+            pairs = {f"test {q} barrier": (float(test.loc[alignment, f"{q}_barrier"]), float(test.loc["none", f"{q}_barrier"]))
+                     for q in ("loss", "error")}
+            note = raised_note(alignment, pairs)
+            if note:
+                out.append(note)
+        return out
 
 
 def check_compatible(a: Params, b: Params, proc_a: dict[str, Any], proc_b: dict[str, Any], names=("A", "B")) -> None:
@@ -86,7 +99,9 @@ def _read(path: str | Path) -> tuple[Params, dict[str, Any]]:
 
 
 def compare(ckpt_a: str | Path, ckpt_b: str | Path, *, n_alpha: int = 21) -> Comparison:
-    """Barriers (raw and weight-matched), per-layer CKA and behaviour statistics of two checkpoints."""
+    """Barriers (raw, weight-matched and, where the model's permutation spec allows it,
+    activation-matched on the first training examples), per-layer CKA and behaviour statistics
+    of two checkpoints."""
     from pathdep.spec import build_process
 
     a, proc_a = _read(ckpt_a)
@@ -95,13 +110,15 @@ def compare(ckpt_a: str | Path, ckpt_b: str | Path, *, n_alpha: int = 21) -> Com
     task, model = build_process(proc_a)
     pa = {k: v.unsqueeze(0) for k, v in a.items()}  # populations of one
     pb = {k: v.unsqueeze(0) for k, v in b.items()}
-    aligned = apply_permutation(model.permutation_spec, pb, weight_matching(model.permutation_spec, pa, pb))
     bars = []
-    for is_aligned, other in ((False, pb), (True, aligned)):
+    kinds = alignments(model, MeasureOptions())
+    match_x = probe_batch(model, pa, task.train.x) if "activation_matching" in kinds else None
+    for alignment in kinds:
+        other = align(alignment, model, pa, pb, match_x)
         for split_name, split in eval_splits(task).items():
             res = cn.pair_barriers(task, model, pa, other, split, n_alpha)
-            bars.append({"split": split_name, "aligned": is_aligned, "loss_barrier": float(res["loss_barrier"][0]),
-                         "error_barrier": float(res["error_barrier"][0])})
+            bars.append({"split": split_name, "alignment": alignment, "aligned": alignment != "none",
+                         "loss_barrier": float(res["loss_barrier"][0]), "error_barrier": float(res["error_barrier"][0])})
     both = {k: torch.cat([pa[k], pb[k]]) for k in pa}
     cka_rows, beh_rows = [], []
     for probe, split in probe_splits(task).items():

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import pandas as pd
 import torch
 from torch import Tensor
 
@@ -133,3 +134,12 @@ def pair_barriers(
 def all_pairs(n: int) -> Tensor:
     """Index pairs (i, j), i < j, of ``n`` members: (n (n - 1) / 2, 2) long, row-major order."""
     return torch.triu_indices(n, n, offset=1).T.contiguous()
+
+
+def alignment_of(table: pd.DataFrame) -> pd.Series:
+    """The ``alignment`` of every row of a barriers or interpolation table ("none",
+    "weight_matching", "activation_matching"); tables written before that column existed hold
+    only the boolean ``aligned``, which meant weight matching."""
+    if "alignment" in table:
+        return table["alignment"]
+    return table["aligned"].astype(bool).map({False: "none", True: "weight_matching"})

@@ -13,8 +13,10 @@
   runs at the final step and within each run for every step against the final step;
 - ``interpolation`` and ``barriers``: all pairs of runs of each cohort (:func:`cohorts`: a
   variant's runs trained from init, or one fork's children; ``group`` column) at the final step,
-  on ``train``, ``test`` and every probe, without and with weight-matching alignment
-  (``definition`` column: :data:`~pathdep.measure.connectivity.BARRIER_DEFINITION`);
+  on ``train``, ``test`` and every probe, without alignment and after each alignment of the
+  options (``alignment`` column: "none", "weight_matching", "activation_matching"; ``aligned``
+  is True for the aligned rows; ``definition`` column:
+  :data:`~pathdep.measure.connectivity.BARRIER_DEFINITION`);
 - ``soups``: uniform, greedy and best-member soups of each cohort at the
   final step (``group`` = cohort name);
 - ``importance``: zero and mean ablation of every hidden unit and layer at every checkpoint (no
@@ -40,7 +42,7 @@ from pathdep.measure import importance as imp
 from pathdep.measure import similarity as sim
 from pathdep.measure import soups as sp
 from pathdep.measure import static as stc
-from pathdep.measure.align import apply_permutation, weight_matching
+from pathdep.measure.align import align, can_match_activations, probe_batch
 from pathdep.measure.population import stable_seed, take
 from pathdep.models.base import Model, Params, capture, representation_hooks
 from pathdep.tasks.base import Split, Task
@@ -61,13 +63,18 @@ class MeasureOptions:
     - ``max_cohort``: at most this many runs of each cohort (first in plan order) enter the
       barrier and soup tables (None: all);
     - ``max_examples``: at most this many examples of each split (its first ones) in the two
-      costly tables, interpolation/barriers and importance (None: all).
+      costly tables, interpolation/barriers and importance (None: all);
+    - ``alignment``: the alignments barriers are measured after, besides none: "weight" (weight
+      matching) and "activation" (activation matching, on the first training examples of
+      :func:`~pathdep.measure.align.probe_batch`; skipped for models without permutations, such
+      as logistic regression, or whose permutation spec names no activations).
     """
 
     n_alpha: int = 21
     steps: tuple[int, ...] | None = None
     max_cohort: int | None = 32
     max_examples: int | None = None
+    alignment: tuple[str, ...] = ("weight", "activation")
 
 
 @dataclass
@@ -307,8 +314,27 @@ def _head(split: Split, n: int | None) -> Split:
     return split if n is None or n >= len(split) else Split(split.x[:n], split.y[:n], {k: v[:n] for k, v in split.extra.items()})
 
 
+#: Option names of :attr:`MeasureOptions.alignment` and the ``alignment`` they record.
+ALIGNMENT_OPTIONS = {"weight": "weight_matching", "activation": "activation_matching"}
+
+
+def alignments(model: Model, opts: MeasureOptions) -> list[str]:
+    """The ``alignment`` values barriers are measured under: "none" first, then each option the
+    model supports, in the options' order."""
+    out = ["none"]
+    for name in opts.alignment:
+        if name not in ALIGNMENT_OPTIONS:
+            raise PathdepError(f"The 'alignment' option must list names from {list(ALIGNMENT_OPTIONS)}. Got {name!r} instead.")
+        if name == "activation" and not can_match_activations(model.permutation_spec):
+            continue
+        out.append(ALIGNMENT_OPTIONS[name])
+    return list(dict.fromkeys(out))
+
+
 def _connectivity(study, g: Group, opts: MeasureOptions) -> tuple[pd.DataFrame, pd.DataFrame]:
     curves, bars = [], []
+    kinds = alignments(g.model, opts)
+    train_x = _head(g.task.train, opts.max_examples).x
     for cohort, runs in cohorts(study, g, opts.max_cohort).items():
         if len(runs) < 2:
             continue
@@ -316,19 +342,21 @@ def _connectivity(study, g: Group, opts: MeasureOptions) -> tuple[pd.DataFrame, 
         params = study.load_population(runs, step)
         pairs = cn.all_pairs(len(runs))
         pa, pb = take(params, pairs[:, 0]), take(params, pairs[:, 1])
-        perms = weight_matching(g.model.permutation_spec, pa, pb)
-        for aligned, b in ((False, pb), (True, apply_permutation(g.model.permutation_spec, pb, perms))):
+        match_x = probe_batch(g.model, params, train_x) if "activation_matching" in kinds else None
+        for alignment in kinds:
+            b = align(alignment, g.model, pa, pb, match_x)
             for split_name, split in eval_splits(g.task).items():
                 res = cn.pair_barriers(g.task, g.model, pa, b, _head(split, opts.max_examples), opts.n_alpha)
-                meta = {"step": step, "split": split_name, "aligned": aligned, "group": cohort}
+                meta = {"step": step, "split": split_name, "aligned": alignment != "none", "alignment": alignment,
+                        "group": cohort}
                 bars.append(_pairs_frame(runs, pairs, **meta, loss_barrier=res["loss_barrier"].numpy(),
                                          error_barrier=res["error_barrier"].numpy()))
                 k = len(res["alpha"])
                 rep = pairs.repeat_interleave(k, 0)
                 curves.append(_pairs_frame(runs, rep, **meta, alpha=res["alpha"].repeat(len(pairs)).numpy(),
                                            loss=res["loss"].flatten().numpy(), error=res["error"].flatten().numpy()))
-    bar_cols = ["run_a", "run_b", "step", "split", "aligned", "loss_barrier", "error_barrier", "group"]
-    cur_cols = ["run_a", "run_b", "step", "split", "aligned", "alpha", "loss", "error", "group"]
+    bar_cols = ["run_a", "run_b", "step", "split", "aligned", "alignment", "loss_barrier", "error_barrier", "group"]
+    cur_cols = ["run_a", "run_b", "step", "split", "aligned", "alignment", "alpha", "loss", "error", "group"]
     barriers = pd.concat(bars, ignore_index=True)[bar_cols] if bars else pd.DataFrame(columns=bar_cols)
     barriers["definition"] = cn.BARRIER_DEFINITION
     interp = pd.concat(curves, ignore_index=True)[cur_cols] if curves else pd.DataFrame(columns=cur_cols)

@@ -91,17 +91,26 @@ def edit(fns: Mapping[str, Callable[[Tensor], Tensor]]) -> Iterator[None]:
 
 @dataclass(frozen=True)
 class PermutationSpec:
-    """Which parameter axes each hidden-unit permutation acts on.
+    """Which parameter axes, and which activation axes, each hidden-unit permutation acts on.
 
     ``axes["P0"] = (("fc0.weight", 0), ("fc0.bias", 0), ("fc1.weight", 1))`` says permutation P0
-    reorders rows of fc0 and columns of fc1. Axes are counted WITHOUT the run axis.
+    reorders rows of fc0 and columns of fc1. ``activations["P0"] = (("h0", 1),)`` says it reorders
+    axis 1 of the hooked activation ``h0`` (B, n): the activations activation matching reads.
+    Axes are counted WITHOUT the run axis (an activation's axis 0 is its batch axis). The order of
+    ``activations`` is the order activation matching solves the permutations in: an activation
+    serves as evidence for a permutation once every other permutation acting on it is solved.
     """
 
     axes: Mapping[str, tuple[tuple[str, int], ...]] = field(default_factory=dict)
+    activations: Mapping[str, tuple[tuple[str, int], ...]] = field(default_factory=dict)
 
     def perms_of(self, param: str) -> dict[int, str]:
         """{axis: permutation name} for one parameter."""
         return {ax: p for p, uses in self.axes.items() for (n, ax) in uses if n == param}
+
+    def perms_of_activation(self, hook_name: str) -> dict[int, str]:
+        """{axis: permutation name} for one hooked activation."""
+        return {ax: p for p, uses in self.activations.items() for (n, ax) in uses if n == hook_name}
 
 
 @runtime_checkable

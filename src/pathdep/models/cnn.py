@@ -115,7 +115,7 @@ class CNN:
         for i in range(n):
             reader = (f"conv{i + 1}.weight", 1) if i < n - 1 else ("head.weight", 1)
             axes[f"P{i}"] = ((f"conv{i}.weight", 0), (f"conv{i}.bias", 0), reader)
-        return PermutationSpec(axes)
+        return PermutationSpec(axes, {f"P{i}": ((f"h{i}", 1),) for i in range(n)})  # h{i} (B, C, *S)
 
     def param_shapes(self) -> dict[str, tuple[int, ...]]:
         shapes: dict[str, tuple[int, ...]] = {}

@@ -58,12 +58,7 @@ class MLP:
             f"P{i}": ((f"fc{i}.weight", 0), (f"fc{i}.bias", 0), (f"fc{i + 1}.weight", 1))
             for i in range(len(self.hidden))
         }
-        return PermutationSpec(axes)
-
-    @property
-    def permutation_hooks(self) -> dict[str, str]:
-        """The activation whose units each permutation reorders (for activation matching)."""
-        return {f"P{i}": f"h{i}" for i in range(len(self.hidden))}
+        return PermutationSpec(axes, {f"P{i}": ((f"h{i}", 1),) for i in range(len(self.hidden))})
 
     def init(self, gen: torch.Generator) -> Params:
         """PyTorch's default ``nn.Linear`` init: U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""

@@ -41,7 +41,10 @@ layer (``blocks.{l}.qk``), one of the value/output dimensions (``blocks.{l}.ov``
 MLP hidden units (``blocks.{l}.mlp``). The spec lists whole tensor axes, so head dimensions are
 permuted alike in every head of a layer; each head's own permutation is also a symmetry, but
 matching heads first is what weight matching needs, and within a head Q/K (and V/O) are related
-by any invertible map, not only a permutation.
+by any invertible map, not only a permutation. The spec also names the activation axes each
+permutation reorders: activation matching solves ``resid`` on the residual stream, the heads of a
+layer on their attention patterns, then the head dimensions on q, k, v and z, and the MLP units
+on their pre- and post-activations.
 
 Every product is one batched matmul over the run axis (``bmm``/``baddbmm``/``matmul`` with the
 run axis folded into the batch), so a run's forward and gradient bits do not depend on how many
@@ -140,15 +143,26 @@ class Transformer:
         resid += [(n, 1) for n in shapes if n.endswith(("attn.W_Q", "attn.W_K", "attn.W_V", "mlp.W_out"))]
         resid += [(n, 2) for n in shapes if n.endswith("attn.W_O")]
         axes: dict[str, tuple[tuple[str, int], ...]] = {"resid": tuple(resid)}
+        resid_hooks = [n for n in self.hook_names if n.endswith(self._RESID_HOOKS)]
+        acts: dict[str, tuple[tuple[str, int], ...]] = {"resid": tuple((n, 2) for n in resid_hooks)}  # (B, T, d)
         for l in range(self.n_layers):
             a = f"blocks.{l}.attn"
             axes[f"blocks.{l}.heads"] = tuple((f"{a}.W_{n}", 0) for n in "QKVO")
             axes[f"blocks.{l}.qk"] = ((f"{a}.W_Q", 2), (f"{a}.W_K", 2))
             axes[f"blocks.{l}.ov"] = ((f"{a}.W_V", 2), (f"{a}.W_O", 1))
+            # heads first, read from the pattern (B, H, T, T); then the head dims of q, k, v, z (B, T, H, dh)
+            acts[f"blocks.{l}.heads"] = ((f"{a}.hook_pattern", 1), *((f"{a}.hook_{n}", 2) for n in "qkvz"))
+            acts[f"blocks.{l}.qk"] = ((f"{a}.hook_q", 3), (f"{a}.hook_k", 3))
+            acts[f"blocks.{l}.ov"] = ((f"{a}.hook_v", 3), (f"{a}.hook_z", 3))
             if self.d_mlp:
                 mlp = f"blocks.{l}.mlp"
                 axes[f"blocks.{l}.mlp"] = ((f"{mlp}.W_in", 1), (f"{mlp}.b_in", 0), (f"{mlp}.W_out", 0))
-        return PermutationSpec(axes)
+                acts[f"blocks.{l}.mlp"] = ((f"{mlp}.hook_pre", 2), (f"{mlp}.hook_post", 2))  # (B, T, d_mlp)
+        return PermutationSpec(axes, acts)
+
+    #: Hooks that carry the residual stream (B, T, d), which the ``resid`` permutation reorders.
+    _RESID_HOOKS = ("hook_embed", "hook_pos_embed", "hook_resid_pre", "ln1.hook_normalized", "hook_attn_out",
+                    "hook_resid_mid", "ln2.hook_normalized", "hook_mlp_out", "hook_resid_post", "ln_final.hook_normalized")
 
     def components(self) -> list[tuple[str, int, int]]:
         """Ablatable units as ``(hook, n_units, unit axis without the run axis)``: the heads of each

@@ -77,7 +77,7 @@ class ModuleModel:
 
     ``readout`` picks one sequence position of the output (a masked-LM probe reads the masked
     position): logits (R, B, T, V) become (R, B, V). ``components_`` lists (hook, units, axis)
-    for ablations; ``permutation_hooks`` maps a permutation to the activation whose units it reorders.
+    for ablations; ``permutation_spec.activations`` names the activation axes each permutation reorders.
 
     >>> net = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
     >>> m = ModuleModel.of(net, hooks=("1",))
@@ -91,7 +91,6 @@ class ModuleModel:
     readout: int | None = None
     permutation_spec: PermutationSpec = field(default_factory=PermutationSpec)
     components_: tuple[tuple[str, int, int], ...] = ()
-    permutation_hooks: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def of(cls, module: nn.Module, hooks: tuple[str, ...] | None = None, **kw: Any) -> ModuleModel:
@@ -181,7 +180,7 @@ class ModuleModel:
 
 
 def transformer_layout(module: nn.Module, config: Any) -> dict[str, Any]:
-    """Hooks, components, permutation spec and permutation hooks of a transformers model.
+    """Hooks, components, permutation spec (parameter and activation axes) of a transformers model.
 
     Known architectures (:data:`ARCHITECTURES`) get the embedding output, every block's output,
     every MLP activation and the final norm, and a permutation of MLP units per layer; others get
@@ -196,18 +195,17 @@ def transformer_layout(module: nn.Module, config: Any) -> dict[str, Any]:
         return {"hooks": hooks}
     hooks: list[str] = [arch.embed]
     axes: dict[str, tuple[tuple[str, int], ...]] = {}
-    comps, perm_hooks = [], {}
+    comps, acts = [], {}
     for l in range(n_layers):
         act = arch.mlp_act.format(l=l)
         width = _mlp_width(module, arch, l)
         hooks += [act, f"{arch.blocks}.{l}"]
         comps.append((act, width, 2))  # (B, T, d_mlp): units on axis 2 without the run axis
         axes[f"mlp{l}"] = tuple((p.format(l=l), ax) for p, ax in arch.mlp_axes)
-        perm_hooks[f"mlp{l}"] = act
+        acts[f"mlp{l}"] = ((act, 2),)  # (B, T, d_mlp): units on axis 2
     if arch.final is not None:
         hooks.append(arch.final)
-    return {"hooks": tuple(hooks), "permutation_spec": PermutationSpec(axes), "components_": tuple(comps),
-            "permutation_hooks": perm_hooks}
+    return {"hooks": tuple(hooks), "permutation_spec": PermutationSpec(axes, acts), "components_": tuple(comps)}
 
 
 def _mlp_width(module: nn.Module, arch: Architecture, layer: int) -> int:
