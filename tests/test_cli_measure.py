@@ -43,7 +43,7 @@ def test_measure_then_compare(tmp_path):
     raised = bool((pair.drop("none") > pair.loc["none"] + 1e-9).to_numpy().any())
     assert ("note:" in shown.output) == raised
 
-def test_compare_prints_each_alignment_and_a_note_when_alignment_raised_the_barrier(monkeypatch):
+def test_compare_prints_each_alignment_and_a_note_when_alignment_raised_the_barrier(monkeypatch, tmp_path):
     import pandas as pd
 
     import pathdep.measure as measure
@@ -54,7 +54,10 @@ def test_compare_prints_each_alignment_and_a_note_when_alignment_raised_the_barr
                          "error_barrier": [0.10, 0.05, 0.04]})
     empty = pd.DataFrame({"layer": [], "probe": []})
     monkeypatch.setattr(measure, "compare", lambda *a, **k: Comparison(bars, empty, pd.DataFrame({"probe": []})))
-    shown = runner.invoke(app, ["compare", "a.safetensors", "b.safetensors"])
+    a, b = tmp_path / "a.safetensors", tmp_path / "b.safetensors"  # the arguments must name files
+    a.touch()
+    b.touch()
+    shown = runner.invoke(app, ["compare", str(a), str(b)])
     assert shown.exit_code == 0, shown.output
     lines = [l for l in shown.output.splitlines() if "loss_barrier" in l]
     assert len(lines) == 1 and re.findall(r"\d\.\d+", lines[0]) == ["0.6130", "0.7010", "0.2500"]

@@ -181,7 +181,7 @@ def tiny_study(tmp_path_factory):
     from pathdep.measure import MeasureOptions, measure_study
     from tests.helpers import tiny
 
-    study = Study.from_dict(tiny(), store=tmp_path_factory.mktemp("store"))
+    study = Study.from_dict(tiny(**{"seeds.init": 5}), store=tmp_path_factory.mktemp("store"))  # LMC's least data
     study.run()
     tables = measure_study(study, which=["properties", "barriers"], options=MeasureOptions(n_alpha=3))
     return study, tables["barriers"]
