@@ -316,6 +316,8 @@ def commit_measurement(
         manifest["bases"][bid] = basis
         for name, e in entries.items():
             manifest["tables"][name] = e | {"basis": bid}
+        # files only the previous manifest lists stay one commit longer, for readers still on it
+        manifest["retired"] = sorted(previous - {e["file"] for e in manifest["tables"].values()})
     _collect(root, keep={e["file"] for e in manifest["tables"].values()} | previous)
     return manifest
 

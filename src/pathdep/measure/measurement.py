@@ -142,7 +142,8 @@ def _file_problems(study: Any, manifest: dict[str, Any], check_files: bool) -> l
             out.append(f"table {name!r} ({entry['file']}) is missing or does not match its sha256")
     dirs = {Path(f).parent.as_posix() for f in listed} - {st.EXTRA_DIR}
     strays = [p.relative_to(root).as_posix() for d in sorted(dirs) for p in sorted((root / d).glob("*.parquet"))]
-    strays = [s for s in strays if s not in listed] + [p.name for p in sorted(root.glob("*.parquet"))]
+    retired = set(manifest.get("retired", []))
+    strays = [s for s in strays if s not in listed | retired] + [p.name for p in sorted(root.glob("*.parquet"))]
     if strays:
         out.append(f"{len(strays)} table file(s) not in the committed measurement: {_more(strays)}")
     return out

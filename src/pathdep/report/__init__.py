@@ -46,10 +46,11 @@ def terminal_table(profile: Profile) -> Table:
 
 
 def render(study_or_profile: Any, out_dir: str | Path, progress: Callable[[int, int], None] | None = None,
-           others: list[Profile] | None = None) -> Report:
+           others: list[Profile] | None = None, warnings: list[str] | None = None) -> Report:
     """Write ``report.html`` and ``profile.json`` of a study (or of a profile) into ``out_dir``.
 
-    ``others``: profiles of other studies, for the general factor (GF) across studies.
+    ``others``: profiles of other studies, for the general factor (GF) across studies;
+    ``warnings``: lines shown in red at the top of the page.
 
     >>> # render(Study.open("store", "demo"), "store/demo/report").html  # doctest: +SKIP
     """
@@ -59,7 +60,7 @@ def render(study_or_profile: Any, out_dir: str | Path, progress: Callable[[int, 
     out.mkdir(parents=True, exist_ok=True)
     pngs = {f.id: plot_png(f) for f in prof}
     html_path, json_path = out / "report.html", out / "profile.json"
-    write_atomic(html_path, render_html(prof, pngs).encode())
+    write_atomic(html_path, render_html(prof, pngs, warnings).encode())
     write_atomic(json_path, (prof.to_json() + "\n").encode())
     return Report(html_path, json_path, prof)
 

@@ -81,8 +81,17 @@ def _summary(profile: Profile) -> str:
             f'<th>value [95% CI]</th></tr>{rows}</table></div>')
 
 
-def render_html(profile: Profile, pngs: dict[str, bytes | None]) -> str:
-    """The report page of ``profile``, with ``pngs[id]`` as each finding's plot."""
+def _warnings(lines: list[str]) -> str:
+    if not lines:
+        return ""
+    items = "".join(f"<li>{html.escape(w)}</li>" for w in lines)
+    return (f'<div class="warnings" role="alert" style="color:#b00020;border:2px solid #b00020;padding:0.5em 1em">'
+            f"<ul>{items}</ul></div>")
+
+
+def render_html(profile: Profile, pngs: dict[str, bytes | None], warnings: list[str] | None = None) -> str:
+    """The report page of ``profile``, with ``pngs[id]`` as each finding's plot and ``warnings``
+    (e.g. a partial or stale measurement) in red at the top."""
     css = resources.files("pathdep.report").joinpath("style.css").read_text()
     meta = profile.meta
     sub = ", ".join(f"{k}: {fmt(v) if not isinstance(v, list) else ', '.join(map(str, v)) or '—'}"
@@ -97,6 +106,7 @@ def render_html(profile: Profile, pngs: dict[str, bytes | None]) -> str:
 <style>{css}</style></head>
 <body><main>
 <h1>Path-dependence profile: {html.escape(profile.study)}</h1>
+{_warnings(warnings or [])}
 <p class="sub">{html.escape(sub)}</p>
 {desc}
 {_summary(profile)}
