@@ -224,6 +224,41 @@ class RunFiles:
             )
         return data
 
+    def damaged(self) -> list[tuple[int, str]]:
+        """(step, why) of every listed checkpoint that is missing or fails its sha256, ascending."""
+        out = []
+        for step in self.steps():
+            try:
+                self.read(step)
+            except CheckpointError as e:
+                out.append((step, str(e)))
+        return out
+
+    def resume_point(self, warn=None) -> tuple[int, bytes] | None:
+        """The newest checkpoint before the first damaged one: training on from it rewrites, bit
+        for bit, every later checkpoint, the damaged ones included. None: start from the beginning.
+
+        A manifest that is not valid JSON is moved aside to ``manifest.json.damaged`` (every
+        checkpoint is then retrained); damage is reported through ``warn``.
+        """
+        try:
+            steps = self.steps()
+        except StoreError as e:
+            if warn is not None:
+                warn(f"{e} Retraining run {self.root.name!r} from the start.")
+            os.replace(self.manifest_path, self.manifest_path.with_name("manifest.json.damaged"))
+            return None
+        good = None
+        for step in steps:
+            try:
+                good = step, self.read(step)
+            except CheckpointError as e:
+                if warn is not None:
+                    back = f"step {good[0]}" if good else "the start"
+                    warn(f"{e} Retraining run {self.root.name!r} from {back}.")
+                break
+        return good
+
     def latest_good(self, warn=None) -> tuple[int, bytes] | None:
         """The newest checkpoint that verifies; damaged ones are reported through ``warn``."""
         for step in reversed(self.steps()):

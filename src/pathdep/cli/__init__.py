@@ -34,7 +34,7 @@ def configure_threads() -> None:
 def _register() -> None:
     from pathdep.cli import commands  # noqa: F401  (registers run, ls, demo)
 
-    for optional in ("measure", "report", "sources"):
+    for optional in ("measure", "report", "sources", "verify"):
         try:
             __import__(f"pathdep.cli.{optional}")
         except ModuleNotFoundError as e:
