@@ -131,15 +131,16 @@ def _study_line(store: Path, name: str) -> str:
     """One study's line in the store listing; damage is named (run `pathdep verify`)."""
     try:
         s = Study.open(store, name)
+        plan = s.plan
     except PathdepError as e:
         return f"{name}: [red]damaged: {escape(str(e))}[/] (see `pathdep verify {name}`)"
     done, damaged = 0, []
-    for r in s.plan:
+    for r in plan:
         try:
             done += s.steps(r.name)[-1:] == [r.process.steps]
         except StoreError:
             damaged.append(r.name)
-    line = f"{name}: {done}/{len(s.plan)} runs finished"
+    line = f"{name}: {done}/{len(plan)} runs finished"
     if damaged:
         line += f", [red]{len(damaged)} damaged: {', '.join(damaged)}[/] (see `pathdep verify {name}`)"
     try:
