@@ -233,3 +233,30 @@ def test_tables_outside_the_measurement_are_listed_without_a_basis(base, tmp_pat
     assert study.measurement()["tables"]["cache"]["basis"] is None
     measure_study(study, which=["soups"])
     assert study.has_table("cache") and measurement_status(study).state == "complete"
+
+
+def test_measure_started_while_run_trains_is_refused_and_changes_nothing(tmp_path):
+    grown = tiny(**{"process.steps": 40, "seeds.init": 4}, name="live")
+    refusals = []
+
+    def progress(label, done, total):  # called by `run` while it trains, holding the lock
+        if 0 < done < total and not refusals:
+            with pytest.raises(st.StoreError, match="is locked by another pathdep process") as e:
+                measure_study(Study.open(tmp_path, "live"))
+            refusals.append(str(e.value))
+
+    Study.from_dict(grown, store=tmp_path).run(progress=progress)
+    assert len(refusals) == 1 and "\n" not in refusals[0]
+    assert st.read_measurement(tmp_path, "live") is None
+    assert measurement_status(Study.open(tmp_path, "live")).state == "none"
+
+
+def test_a_manifest_naming_a_file_outside_its_tables_is_refused(base, tmp_path):
+    study = _copy(base, tmp_path)
+    path = st.measurement_path(study.store, "tiny")
+    manifest = st.read_measurement(study.store, "tiny")
+    manifest["tables"]["cka"]["file"] = "../study.json"
+    st.write_json(path, manifest)
+    with pytest.raises(st.StoreError, match="outside its tables directory"):
+        study.read_table("cka")
+    assert measurement_status(study).state == "mixed"

@@ -384,7 +384,11 @@ def write_table(store: Path, study: str, name: str, df: pd.DataFrame) -> Path:
 
 def table_bytes(store: Path, study: str, entry: dict[str, Any]) -> bytes:
     """The bytes of a manifest entry's file, verified against its sha256."""
-    path = tables_dir(store, study) / entry["file"]
+    rel = Path(str(entry.get("file", "")))
+    if rel.is_absolute() or ".." in rel.parts or not rel.parts:
+        raise StoreError(f"{MEASUREMENT_FILE} of study {study!r} names the table file {str(rel)!r} outside "
+                         "its tables directory; the store is damaged.")
+    path = tables_dir(store, study) / rel
     if not path.is_file():
         raise StoreError(f"Table file {path} is listed in {MEASUREMENT_FILE} but missing; the store is damaged "
                          f"(run `pathdep verify {study}`, then `pathdep measure {study}`).")

@@ -71,7 +71,7 @@ def planned_steps(study: Any, steps: list[int] | tuple[int, ...] | None) -> dict
         have = ([s for s in schedule() if s >= getattr(r, "fork_step", 0)] if schedule is not None
                 else study.steps(r.name))
         keep = set(have if steps is None else steps)
-        out[r.name] = [s for s in have if s in keep or s == have[-1]]
+        out[r.name] = [s for s in have if s in keep or s == have[-1]]  # (a run without steps plans none)
     return out
 
 
