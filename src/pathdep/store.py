@@ -224,16 +224,6 @@ class RunFiles:
             )
         return data
 
-    def damaged(self) -> list[tuple[int, str]]:
-        """(step, why) of every listed checkpoint that is missing or fails its sha256, ascending."""
-        out = []
-        for step in self.steps():
-            try:
-                self.read(step)
-            except CheckpointError as e:
-                out.append((step, str(e)))
-        return out
-
     def resume_point(self, warn=None) -> tuple[int, bytes] | None:
         """The newest checkpoint before the first damaged one: training on from it rewrites, bit
         for bit, every later checkpoint, the damaged ones included. None: start from the beginning.

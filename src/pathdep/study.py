@@ -142,7 +142,8 @@ class Study(st.StoredStudy):
     def _check_plan(self) -> None:
         """Raise :class:`SpecError` if a run cannot start: each ``init_from`` must name a readable
         checkpoint whose shared params fit the run's model."""
-        for ref, r in {r.process.init_from: r for r in self.plan if r.process.init_from}.items():
+        distinct = {(r.process.init_from, r.process.model_dump_json()): r for r in self.plan if r.process.init_from}
+        for (ref, _), r in distinct.items():
             _, model = build_process(r.process)
             try:
                 _load_init(fresh_state(model, r.init_seed).params, resolve_checkpoint(self.store, ref))

@@ -1,8 +1,8 @@
 """Measure a whole study: every measurement table, computed batched over runs, steps and pairs.
 
 :func:`measure_study` reads the finished runs of a :class:`~pathdep.study.Study`, groups them by
-(task, architecture) — only runs of one group can be paired — and writes these tables with
-one committed set (:mod:`~pathdep.measure.measurement`; schemas in the package docs):
+(task, architecture) — only runs of one group can be paired — and commits these tables as one
+set (:mod:`~pathdep.measure.measurement`; schemas in the package docs):
 
 - ``properties``: every scalar of ``task.properties`` at every checkpoint of every run;
 - ``behaviour``: per-example loss, pred, correct, margin at every checkpoint, on ``test`` and
