@@ -76,9 +76,12 @@ def test_run_retrains_a_run_whose_manifest_is_not_json_and_ls_lists_the_rest(tra
     Study.from_dict(tiny(name="other", **{"process.steps": 20}), store=store).run()
     bad = st.run_dir(store, "tiny", "base-i2-d0") / "manifest.json"
     bad.write_text("{not json")
+    (store / "broken").mkdir()
+    (store / "broken" / "study.json").write_text("{")
     listing = runner.invoke(app, ["ls", "--store", str(store)])
     assert listing.exit_code == 0, listing.output
-    assert "other: 3/3 runs finished" in listing.output
+    assert "other: 3/3 runs finished" in listing.output and "broken: damaged:" in listing.output
+    assert verify_study(store, "broken").damaged == ["study.json: not valid JSON"]
     assert "tiny: 3/4 runs finished, 1 damaged: base-i2-d0" in listing.output
     runs = runner.invoke(app, ["ls", "tiny", "--store", str(store)])
     assert runs.exit_code == 0 and "damaged" in runs.output and "base-i1-d0" in runs.output
@@ -127,6 +130,11 @@ def test_verify_names_damaged_tables_and_a_new_measure_repairs_them(trained, tmp
         study.read_table("soups")
     measure_study(study, which=["soups"], options=MeasureOptions(n_alpha=3))
     assert verify_study(store, "tiny").ok
+    st.measurement_path(store, "tiny").write_text("[]")
+    assert verify_study(store, "tiny").damaged == [
+        "tables/measurement.json: not a valid measurement manifest (measure again)"]
+    measure_study(study, which=["soups"], options=MeasureOptions(n_alpha=3))
+    assert verify_study(store, "tiny").ok and list(study.measurement()["tables"]) == ["soups"]
 
 
 def test_verify_of_an_unknown_study_names_the_studies_there(trained, tmp_path):

@@ -299,13 +299,18 @@ def _generation(root: Path) -> Path:
 
 @contextmanager
 def _manifest_update(store: Path, study: str) -> Iterator[dict[str, Any]]:
-    """Read, change and commit the measurement manifest under a short lock of its own."""
+    """Read, change and commit the measurement manifest under a short lock of its own (a damaged
+    manifest, which no reader accepts, is replaced)."""
     root = tables_dir(store, study)
     root.mkdir(parents=True, exist_ok=True)
     fd = os.open(root / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        manifest = read_measurement(store, study) or {"format": 1, "tables": {}, "bases": {}}
+        try:
+            manifest = read_measurement(store, study)
+        except StoreError:
+            manifest = None
+        manifest = manifest or {"format": 1, "tables": {}, "bases": {}}
         yield manifest
         used = {e["basis"] for e in manifest["tables"].values() if e.get("basis")}
         manifest["bases"] = {k: v for k, v in manifest["bases"].items() if k in used}
