@@ -130,7 +130,7 @@ def test_data_order_is_a_function_of_seed_and_step():
 
 
 def test_init_from_a_run_of_another_study_in_the_store(tmp_path):
-    from pathdep.errors import CheckpointError
+    from pathdep.errors import SpecError
 
     Study.from_dict(tiny(), store=tmp_path).run()
     child = Study.from_dict(tiny(**{"name": "child", "process.init_from": "tiny/base-i2-d0@40"}), store=tmp_path)
@@ -138,5 +138,6 @@ def test_init_from_a_run_of_another_study_in_the_store(tmp_path):
     start, source = child.load("base-i0-d0", 0), Study.open(tmp_path, "tiny").load("base-i2-d0", 40)
     assert all(torch.equal(start[k], source[k]) for k in source)
     missing = Study.from_dict(tiny(**{"name": "orphan", "process.init_from": "tiny/base-i2-d0@45"}), store=tmp_path)
-    with pytest.raises(CheckpointError, match="step_000045.safetensors' does not exist"):
+    with pytest.raises(SpecError, match="'init_from' field .*step_000045.safetensors' does not exist"):
         missing.run()
+    assert not (tmp_path / "orphan").exists()  # nothing written

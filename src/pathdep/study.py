@@ -111,7 +111,10 @@ class Study(st.StoredStudy):
         anything with ``submit``) the populations are trained in parallel workers; the results are
         the same bits, since a run never depends on its population.
         """
+        self._check_plan()  # nothing is written before the plan is known to be trainable
         with st.locked(self.root):
+            for path in st.clean_temp(self.root):
+                log.info(f"Removed {path}, a temp file an interrupted write left.")
             self._claim_store(replace)
             states = {r.name: self._resume_state(r) for r in self.plan}
             todo = [r for r in self.plan if states[r.name] is None or states[r.name].step < r.process.steps]
@@ -190,8 +193,22 @@ class Study(st.StoredStudy):
         self._plan_of(run)
         return st.RunFiles(st.run_dir(self.store, self.name, run))
 
+    def _check_plan(self) -> None:
+        """Raise :class:`SpecError` if a run cannot start: each ``init_from`` must name a readable
+        checkpoint whose shared params fit the run's model."""
+        distinct = {(r.process.init_from, r.process.model_dump_json()): r for r in self.plan if r.process.init_from}
+        for (ref, _), r in distinct.items():
+            _, model = build_process(r.process)
+            try:
+                _load_init(fresh_state(model, r.init_seed).params, resolve_checkpoint(self.store, ref))
+            except StoreError as e:
+                raise SpecError(f"The 'init_from' field of variant {r.variant!r} must name a readable checkpoint "
+                                f"(a .safetensors file or STUDY/RUN@STEP). Got {ref!r} instead: {e}") from None
+
     def _resume_state(self, r: RunPlan) -> RunState | None:
-        found = self._files(r.name).latest_good(warn=log.warning)
+        """The state to train ``r`` on from: every checkpoint is verified, and training restarts
+        before the first damaged one (which it rewrites bit for bit)."""
+        found = self._files(r.name).resume_point(warn=log.warning)
         if found is None:
             return None
         params, optim, loss_log = st.decode_checkpoint(found[1])

@@ -10,6 +10,7 @@ from typing import Annotated
 import numpy as np
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from pathdep.cli import app
@@ -18,6 +19,8 @@ from pathdep.cli.options import check_ray, check_workers, ray_executor
 from pathdep.cli.progress import progress_bars
 from pathdep.study import DEFAULT_STORE, Study
 from pathdep import store as st
+from pathdep.errors import PathdepError, StoreError
+from pathdep.measure.measurement import measurement_status
 
 console = Console()
 
@@ -104,26 +107,55 @@ def ls(
     study: Annotated[str | None, typer.Argument(help="a study to list the runs of", callback=check_name("STUDY"))] = None,
     store: StoreOpt = DEFAULT_STORE,
 ) -> None:
-    """List the studies of a store, or the runs and checkpoints of one study."""
+    """List the studies of a store (runs finished, measurement complete / partial / stale / none),
+    or the runs and checkpoints of one study. Damaged studies and runs are named, not fatal."""
     if study is None:
         names = st.list_studies(store)
         if not names:
             console.print(f"no studies in {store}")
         for name in names:
-            s = Study.open(store, name)
-            done = sum(s.steps(r.name)[-1:] == [r.process.steps] for r in s.plan)
-            console.print(f"{name}: {done}/{len(s.plan)} runs finished, tables: "
-                          f"{sorted(p.stem for p in st.tables_dir(store, name).glob('*.parquet')) or 'none'}")
+            console.print(_study_line(store, name))
         return
     s = Study.open(store, study)
     table = Table(title=f"{study} in {store}")
     for col in ("run", "variant", "init", "data", "fork", "checkpoints", "last step"):
         table.add_column(col)
     for _, r in s.runs().iterrows():
-        steps = s.steps(r.run)
+        try:
+            steps = s.steps(r.run)
+        except StoreError as e:
+            table.add_row(r.run, r.variant, str(r.init_seed), str(r.data_seed), str(r.fork or ""),
+                          "[red]damaged[/]", "-")
+            console.print(f"[red]{escape(str(e))}[/]")
+            continue
         table.add_row(r.run, r.variant, str(r.init_seed), str(r.data_seed), str(r.fork or ""),
                       str(len(steps)), str(steps[-1] if steps else "-"))
     console.print(table)
+    console.print(f"measurement: {escape(measurement_status(s, check_files=False).line())}")
+
+
+def _study_line(store: Path, name: str) -> str:
+    """One study's line in the store listing; damage is named (run `pathdep verify`)."""
+    try:
+        s = Study.open(store, name)
+        plan = s.plan
+    except PathdepError as e:
+        return f"{name}: [red]damaged: {escape(str(e))}[/] (see `pathdep verify {name}`)"
+    done, damaged = 0, []
+    for r in plan:
+        try:
+            done += s.steps(r.name)[-1:] == [r.process.steps]
+        except StoreError:
+            damaged.append(r.name)
+    line = f"{name}: {done}/{len(plan)} runs finished"
+    if damaged:
+        line += f", [red]{len(damaged)} damaged: {', '.join(damaged)}[/] (see `pathdep verify {name}`)"
+    try:
+        status = measurement_status(s, check_files=False)
+    except StoreError as e:
+        return line + f", measurement: [red]damaged: {escape(str(e))}[/]"
+    style = "green" if status.ok else "yellow" if status.state == "none" else "red"
+    return line + f", measurement: [{style}]{escape(status.line())}[/]"
 
 
 def demo_spec_path() -> Path:

@@ -8,6 +8,7 @@ from typing import Annotated
 import pandas as pd
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from pathdep.cli import app
@@ -45,11 +46,14 @@ def measure(
     """Measure the finished runs of STUDY and write its tables (behaviour, CKA, barriers, soups, ...).
 
     Options left out come from the spec's [measure] section (or the defaults: 21 points, every
-    step, 32 runs per cohort, every example).
+    step, 32 runs per cohort, every example). The tables are committed as one set, with the
+    checkpoints and options they came from; a study being trained (locked) is refused.
     """
     import dataclasses
 
+    from pathdep import store as st
     from pathdep.measure import measure_study
+    from pathdep.measure.measurement import measurement_status
     from pathdep.measure.study import options_of
 
     s = open_study(study, store, factory)
@@ -68,7 +72,11 @@ def measure(
     with progress_bars(console) as bar:
         tables = measure_study(s, which=only or None, options=opts, progress=bar)
     summary = pd.DataFrame({"table": list(tables), "rows": [len(df) for df in tables.values()]})
-    _show(summary, f"{s.name}: tables written to {s.root / 'tables'}")
+    _show(summary, f"{s.name}: tables committed to {st.measurement_path(s.store, s.name)}")
+    status = measurement_status(s, check_files=False)
+    for reason in status.reasons:
+        console.print(f"[bold red]{escape(reason)}[/]")
+    console.print(f"measurement: {status.state}")
 
 
 @app.command()

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from pathdep.cli import app
 from pathdep.cli.common import FactoryOpt, StoreOpt, StudyArg, check_dir_out, check_names, open_study
@@ -21,11 +22,19 @@ def write_report(study: Study, out: Path | None = None, others: list[str] = ()) 
 
     ``others`` names studies of the same store whose reports exist: their profiles enter GF.
     """
+    from pathdep.measure.measurement import measurement_status
     from pathdep.report import render
 
     profiles = [stored_profile(study.store, name) for name in others]
-    with progress_bars(console) as bar:
-        rep = render(study, out or study.root / "report", progress=lambda d, t: bar("analyses", d, t), others=profiles)
+    with study.pinned():  # every table from one committed measurement
+        status = measurement_status(study)
+        warnings = [] if status.ok else [f"The measurement is {status.state}; findings may not cover the study.",
+                                         *status.reasons]
+        with progress_bars(console) as bar:
+            rep = render(study, out or study.root / "report", progress=lambda d, t: bar("analyses", d, t),
+                         others=profiles, warnings=warnings)
+    for w in warnings:
+        console.print(f"[bold red]{escape(w)}[/]")
     console.print(rep.table())
     console.print(f"report: {rep.html}\nprofile: {rep.json}")
     return rep.html

@@ -1,8 +1,8 @@
 """Measure a whole study: every measurement table, computed batched over runs, steps and pairs.
 
 :func:`measure_study` reads the finished runs of a :class:`~pathdep.study.Study`, groups them by
-(task, architecture) — only runs of one group can be paired — and writes these tables with
-``study.write_table`` (schemas in the package docs):
+(task, architecture) — only runs of one group can be paired — and commits these tables as one
+set (:mod:`~pathdep.measure.measurement`; schemas in the package docs):
 
 - ``properties``: every scalar of ``task.properties`` at every checkpoint of every run;
 - ``behaviour``: per-example loss, pred, correct, margin at every checkpoint, on ``test`` and
@@ -35,10 +35,12 @@ from functools import cached_property
 import pandas as pd
 import torch
 
+from pathdep import store as st
 from pathdep.errors import PathdepError, SpecError
 from pathdep.measure import behaviour as bh
 from pathdep.measure import connectivity as cn
 from pathdep.measure import importance as imp
+from pathdep.measure import measurement as mm
 from pathdep.measure import similarity as sim
 from pathdep.measure import soups as sp
 from pathdep.measure import static as stc
@@ -483,13 +485,17 @@ def measure_study(
     options: MeasureOptions | None = None,
     progress: Progress | None = None,
 ) -> dict[str, pd.DataFrame]:
-    """Compute the measurement tables of ``study`` and write them with ``study.write_table``.
+    """Compute the measurement tables of ``study`` and commit them to its store as one set.
 
     ``which`` picks tables (default: all of :data:`TABLES`); ``runs`` restricts the runs (default:
     every finished run; with ``options.steps``, unfinished runs too, see :func:`select_groups`);
     ``options`` (:class:`MeasureOptions`) sets interpolation points, steps, cohort size and
     examples (default: the study spec's ``[measure]`` section). Notes on runs left out go to the
     ``pathdep`` logger. Returns the tables written.
+
+    The study's lock is held throughout (a study being trained is refused), and the tables are
+    committed with what they were computed from (:mod:`~pathdep.measure.measurement`): a
+    measurement interrupted at any moment leaves the previous committed set intact.
     """
     if options is None:
         options = options_of(study)
@@ -497,6 +503,12 @@ def measure_study(
     unknown = [w for w in which if w not in TABLES]
     if unknown:
         raise PathdepError(f"The 'which' parameter of measure_study must name tables from {list(TABLES)}. Got {unknown[0]!r} instead.")
+    with st.locked(study.root):
+        st.clean_temp(st.tables_dir(study.store, study.name))
+        return _measure_locked(study, which, runs, options, progress)
+
+
+def _measure_locked(study, which: list[str], runs, options: MeasureOptions, progress) -> dict[str, pd.DataFrame]:
     gs, notes = select_groups(study, runs, options.steps)
     for note in notes:
         log.warning(note)
@@ -514,6 +526,6 @@ def measure_study(
             if progress is not None:
                 progress("measure", done, total)
     tables = {name: pd.concat(dfs, ignore_index=True) for name, dfs in parts.items()}
-    for name, df in tables.items():
-        study.write_table(name, df)
+    measured = {r: g.steps[r] for g in gs for r in g.runs}
+    st.commit_measurement(study.store, study.name, tables, mm.basis(study, measured, options))
     return tables
