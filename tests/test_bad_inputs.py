@@ -414,7 +414,9 @@ def test_an_explicit_factory_measures_the_recorded_study(env, tmp_path, capsys):
     code = invoke(["measure", "rec", "--store", str(store), "--only", "properties", "--factory", FACTORY])
     out, err = capsys.readouterr()
     assert code == 0, out + err
-    assert (store / "rec" / "tables" / "properties.parquet").is_file()
+    from pathdep.store import read_table
+
+    assert not read_table(store, "rec", "properties").empty  # committed and readable
 
 
 def test_force_trains_a_spec_above_the_limits(tmp_path, capsys):

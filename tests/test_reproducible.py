@@ -15,15 +15,19 @@ import pytest
 from helpers import tiny
 from pathdep import Study
 from pathdep.measure.study import TABLES
+from pathdep.store import read_measurement
 
 # `pathdep measure STUDY` then `pathdep report STUDY`, in one fresh process (one import of the package)
 MEASURE_AND_REPORT = """
 import sys
-from pathdep.cli import main
+from pathdep.cli import _register, configure_threads, invoke
+configure_threads()
+_register()
 store, study = sys.argv[1:]
 for command in ("measure", "report"):
-    sys.argv = ["pathdep", command, study, "--store", store]
-    main()
+    code = invoke([command, study, "--store", store])
+    if code:
+        sys.exit(code)
 """
 
 
@@ -51,14 +55,16 @@ def test_two_processes_measuring_one_store_write_identical_tables_and_profiles(t
         out, err = p.communicate(timeout=300)
         assert p.returncode == 0, err[-3000:]
     roots = [store / study.name for store in stores]
-    names = [sorted(f.name for f in (root / "tables").glob("*.parquet")) for root in roots]
-    assert names[0] == names[1] == sorted(f"{t}.parquet" for t in TABLES)
-    for name in names[0]:
-        a, b = (pd.read_parquet(root / "tables" / name) for root in roots)
+    manifests = [read_measurement(store, study.name) for store in stores]  # the committed sets
+    assert sorted(manifests[0]["tables"]) == sorted(manifests[1]["tables"]) == sorted(TABLES)
+    files = [{t: root / "tables" / e["file"] for t, e in m["tables"].items()} for root, m in zip(roots, manifests)]
+    for name in TABLES:
+        a, b = (pd.read_parquet(f[name]) for f in files)
         assert len(a) > 0, name
         pd.testing.assert_frame_equal(a, b, check_exact=True, obj=name)
-        assert (roots[0] / "tables" / name).read_bytes() == (roots[1] / "tables" / name).read_bytes(), name
-    static = pd.read_parquet(roots[0] / "tables" / "static.parquet")
+        assert files[0][name].read_bytes() == files[1][name].read_bytes(), name
+    assert manifests[0]["bases"] == manifests[1]["bases"]  # measured from the same checkpoints and options
+    static = pd.read_parquet(files[0]["static"])
     assert (static["measure"] == "sharpness").any()  # the randomised measurement is among them
     profiles = [(root / "report" / "profile.json").read_text() for root in roots]
     assert '"findings"' in profiles[0]

@@ -183,7 +183,11 @@ class Study(st.StoredStudy):
             old = {}
         out: dict[str, dict[str, Any] | None] = {}
         for path in sorted(runs.iterdir()) if runs.is_dir() else []:
-            if not st.RunFiles(path).steps():
+            try:
+                stored = st.RunFiles(path).steps()
+            except StoreError:
+                continue  # a damaged manifest: the run is retrained from the start (see _resume_state)
+            if not stored:
                 continue  # nothing stored yet: a new run
             record = st.read_json(path / "record.json") if (path / "record.json").is_file() else {}
             out[path.name] = record.get("definition") or old.get(path.name)
