@@ -1,12 +1,16 @@
 """C: do runs fall into distinct clusters or a continuum?
 
 Each final model becomes a behaviour vector: its soft correctness 2 sigmoid(margin) - 1 on every
-probe example. The number of clusters is chosen by a Gaussian mixture on the vectors' top principal
-components (lowest BIC, kept only if it beats one cluster by more than 10; see
-:func:`pathdep.analyses.stats.choose_k_gmm`), so a population without clusters is one cluster.
-Hartigan's dip test asks whether the solution-type property is unimodal. The interval of k is the
-5-95% range of k over subsamples of 80% of the runs (resampling with replacement would plant
-duplicate runs, which a mixture reads as tight clusters).
+probe example. Clusters are found by repeated two-way splits of the vectors' top 3 principal
+components, each kept only if it beats a one-cluster null of the same size and spread (the
+2-means cluster index below the null's at level 0.05, simulated; and silhouette > 0.5; see
+:func:`pathdep.analyses.stats.choose_k`): a population without clusters is one cluster in at
+least 95% of cases, whatever its size or the scale of its spread. Hartigan's dip test asks
+whether the solution-type property is unimodal. The interval of k is the range from the 5th to
+the 95th percentile (lower and higher order statistics, so whole numbers) of k over 20
+subsamples of 80% of the runs (resampling with replacement would plant duplicate runs, which
+read as tight clusters), widened to contain k itself; on planted populations (1, 2 or 3
+clusters) it contains the true k in at least 90% of cases (tests/test_interval_coverage.py).
 """
 
 from __future__ import annotations
@@ -14,46 +18,72 @@ from __future__ import annotations
 import numpy as np
 
 from pathdep.analyses import stats
-from pathdep.analyses.data import StudyData, analysis
+from pathdep.analyses.data import NotMeasured, StudyData, analysis
 from pathdep.analyses.finding import Finding
+
+MIN_RUNS = stats.MIN_SPLIT  # fewer runs than this are never tested for a split
+CRITERION = ("two-way splits of the top-3 PCs of final behaviour by 2-means, each kept only if its cluster "
+             "index W2/W1 is below a simulated one-cluster null (same size and sample covariance) at "
+             f"p <= {stats.SPLIT_LEVEL} and its silhouette exceeds {stats.SILHOUETTE_MIN}")
 
 
 def final_clustering(data: StudyData) -> stats.Clustering:
     """The clustering of the reference runs' final behaviour (shared with D, E and H)."""
-    return data.cached("final_clustering", lambda: stats.choose_k_gmm(
+    return data.cached("final_clustering", lambda: stats.choose_k(
         data.behaviour_vectors(data.reference, data.final_step), data.rng(0xC)))
 
 
 def subsample_k(x: np.ndarray, rng: np.random.Generator, n_sub: int = 20, frac: float = 0.8) -> np.ndarray:
     """The chosen k on ``n_sub`` subsamples (without replacement) of ``frac`` of the rows of ``x``."""
     m = min(x.shape[0], max(4, int(round(frac * x.shape[0]))))
-    return np.array([stats.choose_k_gmm(x[rng.choice(x.shape[0], m, replace=False)], rng).k for _ in range(n_sub)])
+    return np.array([stats.choose_k(x[rng.choice(x.shape[0], m, replace=False)], rng).k for _ in range(n_sub)])
+
+
+def k_interval(k: int, ks: np.ndarray) -> tuple[float, float]:
+    """Whole-number interval of k: 5th and 95th percentile of subsample k's (lower / higher order
+    statistics), widened to contain the full population's k."""
+    lo = int(np.quantile(ks, 0.05, method="lower"))
+    hi = int(np.quantile(ks, 0.95, method="higher"))
+    return float(min(lo, k)), float(max(hi, k))
+
+
+def dip_phrase(name: str, values: np.ndarray) -> tuple[str, float | None, float | None]:
+    """The dip test of a property, in words, with its statistic and p-value (None where it does not apply)."""
+    v = values[np.isfinite(values)]
+    if v.size < 4:
+        return f"dip test not applicable: {v.size} runs with a finite {name}", None, None
+    if np.ptp(v) == 0:
+        return f"dip test not applicable: {name} is constant", None, None
+    dip, p = stats.dip_test(v)
+    shape = "bimodal" if p < 0.05 else "not detectably bimodal"
+    return f"{name} is {shape} (dip test p = {p:.3g})", dip, p
 
 
 @analysis("C")
 def analyse_c(data: StudyData) -> Finding:
     """Clusters of final behaviour, dip test on the solution property (see the module docstring)."""
     runs, step = data.reference, data.final_step
+    if len(runs) < MIN_RUNS:
+        raise NotMeasured(f"needs >= {MIN_RUNS} runs (got {len(runs)}): a split of fewer runs cannot be told from noise")
     x = data.behaviour_vectors(runs, step)  # (R, N)
     cl = final_clustering(data)
     ks = subsample_k(x, data.rng(0xC1))
     sol_name = data.solution_property
     sol = data.prop(sol_name, runs, step)
-    dip, p_dip = stats.dip_test(sol)
+    dip_words, dip, p_dip = dip_phrase(sol_name, sol)
     details: dict[str, object] = {
-        "criterion": "Gaussian mixture on top-3 PCs of behaviour; lowest BIC, must beat k=1 by > 10 "
-                     "and have silhouette > 0.5",
-        "bic": cl.scores, "silhouette": cl.silhouette, "dip": dip, "dip_p": p_dip,
-        "cluster_sizes": np.bincount(cl.labels).tolist(), "runs": len(runs),
+        "criterion": CRITERION, "cluster_index": cl.scores, "split_p": cl.p_value, "silhouette": cl.silhouette,
+        "dip": dip, "dip_p": p_dip, "cluster_sizes": np.bincount(cl.labels).tolist(), "runs": len(runs),
         "k_subsamples": np.bincount(ks).tolist(),
+        "interval": "5th-95th percentile of k over 20 subsamples of 80% of the runs, widened to contain k",
     }
     for k in range(cl.k):
         details[f"{sol_name}_mean[cluster {k}]"] = float(sol[cl.labels == k].mean())
     shape = "distinct clusters" if cl.k > 1 else "one population (no clusters)"
     verdict = (f"{cl.k} cluster{'s' if cl.k > 1 else ''} of final behaviour: {shape}"
                + (f", silhouette {cl.silhouette:.2f}" if cl.k > 1 else "")
-               + f"; {sol_name} is " + ("bimodal" if p_dip < 0.05 else "not detectably bimodal")
-               + f" (dip test p = {p_dip:.3g})")
+               + (f" (split against a one-cluster null: p = {cl.p_value:.2g})" if np.isfinite(cl.p_value) else "")
+               + f"; {dip_words}")
     z = stats.embed(x, 1)[:, 0]
 
     def plot(ax) -> None:
@@ -64,5 +94,4 @@ def analyse_c(data: StudyData) -> Finding:
         ax.set_ylabel(f"final {sol_name}")
         ax.legend(fontsize=8, loc="best")
 
-    return Finding("C", "number of clusters", float(cl.k), (float(np.quantile(ks, 0.05)), float(np.quantile(ks, 0.95))),
-                   verdict, details, plot)
+    return Finding("C", "number of clusters", float(cl.k), k_interval(cl.k, ks), verdict, details, plot)
