@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pathdep.analyses import stats
+from pathdep.analyses import clusters, stats
 from pathdep.analyses.data import NotMeasured, StudyData, analysis
 from pathdep.analyses.finding import Finding
 
@@ -33,10 +33,12 @@ def final_clustering(data: StudyData) -> stats.Clustering:
         data.behaviour_vectors(data.reference, data.final_step), data.rng(0xC)))
 
 
-def subsample_k(x: np.ndarray, rng: np.random.Generator, n_sub: int = 20, frac: float = 0.8) -> np.ndarray:
+def subsample_k(x: np.ndarray, rng: np.random.Generator, n_sub: int = 20, frac: float = 0.8,
+                n_null: int = clusters.N_NULL) -> np.ndarray:
     """The chosen k on ``n_sub`` subsamples (without replacement) of ``frac`` of the rows of ``x``."""
     m = min(x.shape[0], max(4, int(round(frac * x.shape[0]))))
-    return np.array([stats.choose_k(x[rng.choice(x.shape[0], m, replace=False)], rng).k for _ in range(n_sub)])
+    return np.array([stats.choose_k(x[rng.choice(x.shape[0], m, replace=False)], rng, n_null=n_null,
+                                    report_p=False).k for _ in range(n_sub)])
 
 
 def k_interval(k: int, ks: np.ndarray) -> tuple[float, float]:

@@ -66,6 +66,15 @@ def resampled_scores(hits: np.ndarray, target: np.ndarray, kind: str, idx: np.nd
     return 1 + hits[:, idx].sum(1) / ss_tot if ss_tot > 0 else np.full(hits.shape[0], np.nan)
 
 
+def resampled_curves(hits: np.ndarray, target: np.ndarray, kind: str, rng: np.random.Generator,
+                     n: int = N_RESAMPLES) -> np.ndarray:
+    """Score curves (n, T) on ``n`` resamples of runs (with replacement) of per-run held-out hits (T, R)."""
+    idx = rng.integers(0, hits.shape[1], size=(n, hits.shape[1]))  # (n, R)
+    if kind == "classify":
+        return hits[:, idx].mean(-1).T
+    return np.stack([resampled_scores(hits, target, kind, i) for i in idx])
+
+
 def probe_noise(values: np.ndarray, n_examples: int) -> float:
     """Standard error of a rate in [0, 1] read off ``n_examples`` probe examples, at the runs'
     mean rate: sqrt(p (1 - p) / n). NaN when ``values`` are not rates.
@@ -137,9 +146,7 @@ def analyse_e(data: StudyData) -> Finding:
     if steps.size < 2:
         raise NotMeasured("behaviour is stored at fewer than 2 steps")
     scores, hits, chance = predictivity_curve([step_features(data, runs, int(s)) for s in steps], target, kind, groups)
-    rng = data.rng(0xE)
-    curves = np.stack([resampled_scores(hits, target, kind, rng.integers(0, len(runs), len(runs)))
-                       for _ in range(N_RESAMPLES)])  # (B, T)
+    curves = resampled_curves(hits, target, kind, data.rng(0xE))  # (B, T)
     band = np.nanquantile(curves, [0.025, 0.975], axis=0)  # (2, T)
     metric = "accuracy" if kind == "classify" else "R²"
     first = earliest(steps, scores, REACH)

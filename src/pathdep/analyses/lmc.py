@@ -4,7 +4,9 @@ Barrier definition (as measured): max over alpha of L(theta_alpha) - ((1 - alpha
 alpha L(theta_1)), for loss and for error, on the test split, between final checkpoints.
 
 - The barrier matrix of the seed population, raw and after weight-matching alignment, and its
-  clusters (average linkage; k with the best silhouette, kept only above 0.5, else one).
+  basins: average linkage cut at the 2% error barrier that defines "connected", so clusters exist
+  only where the mean barrier between them exceeds 2% (and within each it is at most 2%);
+  otherwise the population is one basin.
 - Instability: for each fork step k, the mean error barrier between children of one parent forked
   at k with different data orders; the runs are *stable* from the first k from which every later
   fork's barrier stays at most 2% error (the threshold of Frankle et al.).
@@ -111,15 +113,15 @@ def analyse_lmc(data: StudyData) -> Finding:
     details: dict[str, object] = {"definition": "max_a [L(theta_a) - ((1-a) L(theta_0) + a L(theta_1))], test split",
                                   "loss_barrier_raw": off_diagonal_mean(barrier_matrix(raw_t, runs, "loss_barrier"))}
     complete = ~np.isnan(raw).any(1)
-    cl = stats.choose_k_distances(raw[np.ix_(complete, complete)])
-    details |= {"clusters_raw": cl.k, "silhouette_raw": cl.silhouette}
+    cl = stats.choose_k_distances(raw[np.ix_(complete, complete)], STABLE_ERROR)
+    details |= {"clusters_raw": cl.k, "silhouette_raw": cl.silhouette, "clusters_criterion": cl.criterion}
     aligned = None
     if len(aligned_t):
         aligned = barrier_matrix(aligned_t, runs, "error_barrier")
         details |= {"error_barrier_aligned": off_diagonal_mean(aligned),
                     "loss_barrier_aligned": off_diagonal_mean(barrier_matrix(aligned_t, runs, "loss_barrier"))}
         ok = ~np.isnan(aligned).any(1)
-        cla = stats.choose_k_distances(aligned[np.ix_(ok, ok)])
+        cla = stats.choose_k_distances(aligned[np.ix_(ok, ok)], STABLE_ERROR)
         details |= {"clusters_aligned": cla.k, "silhouette_aligned": cla.silhouette}
     inst = _instability(data, bar[~bar["aligned"].astype(bool)])
     if inst:

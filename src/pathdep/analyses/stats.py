@@ -178,7 +178,7 @@ def split_test(z: np.ndarray, rng: np.random.Generator, n_null: int = clusters.N
 
 
 def choose_k(x: np.ndarray, rng: np.random.Generator, k_max: int = 6, dims: int = 3,
-             n_null: int = clusters.N_NULL) -> Clustering:
+             n_null: int = clusters.N_NULL, report_p: bool = True) -> Clustering:
     """Clusters of the rows of ``x`` (n, f) by repeated two-way splits, each tested against a null.
 
     The population's top ``dims`` principal components are split by 2-means; the split is kept
@@ -189,7 +189,8 @@ def choose_k(x: np.ndarray, rng: np.random.Generator, k_max: int = 6, dims: int 
     its size, shape or scale of spread (probe-level noise included).
 
     ``scores`` holds the top split's cluster index (key 2) against 1 for one cluster; ``p_value``
-    its p-value (always simulated at the top level).
+    its p-value (simulated at the top level even when the silhouette fails, unless not ``report_p``).
+    Deterministic given ``rng``.
     """
     x = np.asarray(x, dtype=float)
     n = x.shape[0]
@@ -202,7 +203,7 @@ def choose_k(x: np.ndarray, rng: np.random.Generator, k_max: int = 6, dims: int 
         untested[i] = False
         if idx.size < MIN_SPLIT or np.allclose(x[idx], x[idx[0]]):
             continue
-        test = split_test(embed(x[idx], dims)[None], rng, n_null, always_p=top is None)
+        test = split_test(embed(x[idx], dims)[None], rng, n_null, always_p=report_p and top is None)
         top = test if top is None else top
         if test.split[0]:
             lab = test.labels[0]
