@@ -3,8 +3,8 @@
 Each final model becomes a behaviour vector: its soft correctness 2 sigmoid(margin) - 1 on every
 probe example. Clusters are found by repeated two-way splits of the vectors' top 3 principal
 components, each kept only if it beats a one-cluster null of the same size and spread (the
-2-means cluster index below the null's at level 0.05, simulated; and silhouette > 0.5; see
-:func:`pathdep.analyses.stats.choose_k`): a population without clusters is one cluster in at
+2-means cluster index below the null's at level 0.05, simulated), the labelling with the best
+silhouette kept if above 0.5 (see :func:`pathdep.analyses.stats.choose_k`): a population without clusters is one cluster in at
 least 95% of cases, whatever its size or the scale of its spread. Hartigan's dip test asks
 whether the solution-type property is unimodal. The interval of k is the range from the 5th to
 the 95th percentile (lower and higher order statistics, so whole numbers) of k over 20
@@ -24,7 +24,8 @@ from pathdep.analyses.finding import Finding
 MIN_RUNS = stats.MIN_SPLIT  # fewer runs than this are never tested for a split
 CRITERION = ("two-way splits of the top-3 PCs of final behaviour by 2-means, each kept only if its cluster "
              "index W2/W1 is below a simulated one-cluster null (same size and sample covariance) at "
-             f"p <= {stats.SPLIT_LEVEL} and its silhouette exceeds {stats.SILHOUETTE_MIN}")
+             f"p <= {stats.SPLIT_LEVEL}; of the labellings so found, the one with the highest silhouette, "
+             f"if above {stats.SILHOUETTE_MIN}")
 
 
 def final_clustering(data: StudyData) -> stats.Clustering:
@@ -37,8 +38,8 @@ def subsample_k(x: np.ndarray, rng: np.random.Generator, n_sub: int = 20, frac: 
                 n_null: int = clusters.N_NULL) -> np.ndarray:
     """The chosen k on ``n_sub`` subsamples (without replacement) of ``frac`` of the rows of ``x``."""
     m = min(x.shape[0], max(4, int(round(frac * x.shape[0]))))
-    return np.array([stats.choose_k(x[rng.choice(x.shape[0], m, replace=False)], rng, n_null=n_null,
-                                    report_p=False).k for _ in range(n_sub)])
+    return np.array([stats.choose_k(x[rng.choice(x.shape[0], m, replace=False)], rng, n_null=n_null).k
+                     for _ in range(n_sub)])
 
 
 def k_interval(k: int, ks: np.ndarray) -> tuple[float, float]:

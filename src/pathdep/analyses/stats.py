@@ -152,72 +152,79 @@ MIN_SPLIT = 8  # runs a population needs before it is tested for a split (2-mean
 class SplitTest:
     """The split test of each of P populations (see :mod:`pathdep.analyses.clusters`)."""
 
-    split: np.ndarray  # (P,) bool: p <= SPLIT_LEVEL and silhouette > SILHOUETTE_MIN
+    split: np.ndarray  # (P,) bool: p <= SPLIT_LEVEL
     labels: np.ndarray  # (P, n) the 2-means split
     index: np.ndarray  # (P,) cluster index W2 / W1
-    p: np.ndarray  # (P,) p-value against the one-cluster null (NaN where not computed)
-    silhouette: np.ndarray  # (P,)
+    p: np.ndarray  # (P,) p-value against the one-cluster null
 
 
-def split_test(z: np.ndarray, rng: np.random.Generator, n_null: int = clusters.N_NULL,
-               always_p: bool = False) -> SplitTest:
-    """Does each population z (P, n, d) (embedded, see :func:`embed`) split into two clusters?
+def split_test(z: np.ndarray, rng: np.random.Generator, n_null: int = clusters.N_NULL) -> SplitTest:
+    """Does each population z (P, n, d) (embedded, see :func:`embed`) split in two beyond chance?
 
-    Two conditions, both needed: the 2-means cluster index lies below the one-cluster null
-    (p <= ``SPLIT_LEVEL``, the calibrated part) and the split is separated (silhouette >
-    ``SILHOUETTE_MIN``: a continuum that is merely not Gaussian, e.g. uniform, fails the null
-    but not this). The p-value is simulated only where the silhouette passes, unless ``always_p``.
+    The 2-means cluster index must lie below the simulated one-cluster null: p <= ``SPLIT_LEVEL``.
     """
     index, labels = clusters.two_means(z, rng)
-    sil = clusters.silhouette(z, labels)
-    p = np.full(z.shape[0], np.nan)
-    todo = np.flatnonzero(always_p | (sil > SILHOUETTE_MIN))
-    if todo.size:
-        p[todo] = clusters.split_p_value(z[todo], index[todo], rng, n_null)
-    return SplitTest((p <= SPLIT_LEVEL) & (sil > SILHOUETTE_MIN), labels, index, p, sil)
+    p = clusters.split_p_value(z, index, rng, n_null)
+    return SplitTest(p <= SPLIT_LEVEL, labels, index, p)
 
 
-def choose_k(x: np.ndarray, rng: np.random.Generator, k_max: int = 6, dims: int = 3,
-             n_null: int = clusters.N_NULL, report_p: bool = True) -> Clustering:
-    """Clusters of the rows of ``x`` (n, f) by repeated two-way splits, each tested against a null.
-
-    The population's top ``dims`` principal components are split by 2-means; the split is kept
-    only if it passes :func:`split_test` (cluster index below the one-cluster null at level
-    0.05, and silhouette > 0.5). Each kept part of at least ``MIN_SPLIT`` runs is tested the same
-    way on its own principal components, largest first, until no part splits or there are
-    ``k_max``. A population without clusters is one cluster in at least 95% of cases, whatever
-    its size, shape or scale of spread (probe-level noise included).
-
-    ``scores`` holds the top split's cluster index (key 2) against 1 for one cluster; ``p_value``
-    its p-value (simulated at the top level even when the silhouette fails, unless not ``report_p``).
-    Deterministic given ``rng``.
-    """
-    x = np.asarray(x, dtype=float)
+def _split_tree(x: np.ndarray, rng: np.random.Generator, k_max: int, dims: int,
+                n_null: int) -> tuple[list[np.ndarray], float, float]:
+    """Labellings (n,) after each accepted split (1, 2, ... parts), the top split's index and p."""
     n = x.shape[0]
-    parts = [np.arange(n)]
-    top = None
-    untested = [True]
+    parts, untested = [np.arange(n)], [True]
+    labellings = [np.zeros(n, dtype=int)]
+    index = p = float("nan")
     while len(parts) < k_max and any(untested):
         i = max((j for j in range(len(parts)) if untested[j]), key=lambda j: parts[j].size)
         idx = parts[i]
         untested[i] = False
         if idx.size < MIN_SPLIT or np.allclose(x[idx], x[idx[0]]):
             continue
-        test = split_test(embed(x[idx], dims)[None], rng, n_null, always_p=report_p and top is None)
-        top = test if top is None else top
+        test = split_test(embed(x[idx], dims)[None], rng, n_null)
+        if len(parts) == 1:
+            index, p = float(test.index[0]), float(test.p[0])
         if test.split[0]:
             lab = test.labels[0]
             parts[i:i + 1] = [idx[lab == 0], idx[lab == 1]]
             untested[i:i + 1] = [True, True]
-    labels = np.zeros(n, dtype=int)
-    for k, idx in enumerate(parts):
-        labels[idx] = k
-    labels = _relabel_by_size(labels)
-    k = len(parts)
-    sil = float(clusters.silhouette(embed(x, dims)[None], labels[None])[0]) if k > 1 else float("nan")
-    scores = {1: 1.0} if top is None else {1: 1.0, 2: float(top.index[0])}
-    p = float("nan") if top is None else float(top.p[0])
-    return Clustering(labels, k, scores, "two-means split test", sil, p)
+            labels = np.zeros(n, dtype=int)
+            for k, part in enumerate(parts):
+                labels[part] = k
+            labellings.append(labels)
+    return labellings, index, p
+
+
+def choose_k(x: np.ndarray, rng: np.random.Generator, k_max: int = 6, dims: int = 3,
+             n_null: int = clusters.N_NULL) -> Clustering:
+    """Clusters of the rows of ``x`` (n, f) by repeated two-way splits, each tested against a null.
+
+    The population's top ``dims`` principal components are split by 2-means, and the split is
+    kept only if its cluster index lies below the one-cluster null (:func:`split_test`, level
+    0.05). Each part of at least ``MIN_SPLIT`` runs is tested the same way on its own principal
+    components, largest first, until no part splits or there are ``k_max``. Of the labellings
+    this gives (2, 3, ... parts) the one with the highest silhouette is kept if that silhouette
+    exceeds ``SILHOUETTE_MIN`` (clusters must be separated: a continuum that is merely not
+    Gaussian, e.g. uniform, fails the null but not this); otherwise k = 1. A population without
+    clusters is one cluster in at least 95% of cases, whatever its size, shape or scale of spread
+    (probe-level noise included). Deterministic given ``rng``.
+
+    ``scores`` holds the top split's cluster index (key 2) against 1 for one cluster; ``p_value``
+    its p-value.
+    """
+    x = np.asarray(x, dtype=float)
+    n = x.shape[0]
+    labellings, index, p = _split_tree(x, rng, k_max, dims, n_null)
+    scores = {1: 1.0} if np.isnan(index) else {1: 1.0, 2: index}
+    best, best_sil = labellings[0], float("nan")
+    if len(labellings) > 1:
+        z = embed(x, dims)[None]
+        sils = [float(clusters.silhouette(z, lab[None])[0]) for lab in labellings[1:]]
+        j = int(np.argmax(sils))
+        if sils[j] > SILHOUETTE_MIN:
+            best, best_sil = labellings[1 + j], sils[j]
+    labels = _relabel_by_size(best)
+    return Clustering(labels, int(labels.max()) + 1, scores, "two-means split test", best_sil, p)
 
 
 choose_k_gmm = choose_k  # the former name, kept for callers

@@ -1,0 +1,112 @@
+"""Noise is never read as structure: every clustering and prediction on NULL populations.
+
+Null populations of 8-64 runs, of three shapes: Gaussian blobs, elongated Gaussians (spread
+falling 1000-fold over the features), and behaviour-vector-like data (soft correctness of one
+solution with small per-run noise, at large and at probe-noise scale). The false-cluster rate is
+the share of nulls the clustering calls more than one cluster; it must be <= 5%.
+"""
+
+import numpy as np
+import pytest
+
+from pathdep.analyses import clusters, e, stats
+
+SIZES = (8, 16, 32, 64)
+N_SIMS = 200  # nulls per (shape, size)
+
+
+def null_population(kind: str, sims: int, n: int, rng: np.random.Generator, scale: float = 0.3) -> np.ndarray:
+    """``sims`` one-cluster populations of n runs: (sims, n, features)."""
+    if kind == "blobs":
+        return rng.standard_normal((sims, n, 20))
+    if kind == "elongated":
+        return rng.standard_normal((sims, n, 20)) * np.geomspace(1, 1e-3, 20)
+    base = rng.normal(0, 2, (sims, 1, 100))  # one solution's margins on 100 probe examples
+    return np.tanh((base + scale * rng.standard_normal((sims, n, 100))) / 2)
+
+
+def embedded(x: np.ndarray) -> np.ndarray:
+    """stats.embed of each population: (P, n, f) -> (P, n, 3)."""
+    return np.stack([stats.embed(p, 3) for p in x])
+
+
+def false_cluster_rate(kind: str, n: int, rng: np.random.Generator, n_null: int = 19, **kw) -> float:
+    """Share of simulated nulls that stats.choose_k calls more than one cluster (19 null draws per
+    test keep it fast: the test stays exact at level 0.05, only its p-values are coarser)."""
+    pops = null_population(kind, N_SIMS, n, rng, **kw)
+    return float(np.mean([stats.choose_k(x, rng, n_null=n_null).k > 1 for x in pops]))
+
+
+@pytest.mark.parametrize("kind", ["blobs", "elongated", "behaviour"])
+def test_false_cluster_rate_on_null_populations_is_at_most_five_percent(kind):
+    rng = np.random.default_rng(["blobs", "elongated", "behaviour"].index(kind))
+    for n in SIZES:
+        assert false_cluster_rate(kind, n, rng) <= 0.05, (kind, n)
+
+
+def test_runs_that_differ_only_by_probe_level_noise_are_one_cluster():
+    rng = np.random.default_rng(3)
+    for n in SIZES:
+        assert false_cluster_rate("behaviour", n, rng, scale=1e-3) <= 0.05, n
+
+
+def test_the_split_p_value_alone_is_calibrated_on_gaussian_nulls():
+    # without the silhouette guard, the simulated p-value is uniform under the null: about 5% of
+    # nulls have p <= 0.05 (a band for 200 simulations of a 5% event)
+    rng = np.random.default_rng(4)
+    for n in (16, 32):
+        z = embedded(null_population("blobs", N_SIMS, n, rng))
+        test = stats.split_test(z, rng, 19)
+        assert 0.015 <= np.mean(test.p <= 0.05) <= 0.09, n
+
+
+def test_choose_k_returns_one_cluster_on_nulls_and_below_the_minimum_size():
+    rng = np.random.default_rng(5)
+    for kind in ("blobs", "elongated", "behaviour"):
+        pops = null_population(kind, 10, 24, rng)
+        assert [stats.choose_k(x, rng, n_null=19).k for x in pops] == [1] * 10
+    two = np.concatenate([rng.normal(0, 0.1, (3, 5)), rng.normal(5, 0.1, (3, 5))])
+    assert stats.choose_k(two, rng).k == 1  # 6 runs: below MIN_SPLIT, never split
+
+
+def test_null_configurations_keep_the_observed_sample_covariance():
+    rng = np.random.default_rng(6)
+    z = stats.embed(rng.standard_normal((20, 30)) * np.geomspace(1, 0.01, 30), 3)[None]  # (1, 20, 3)
+    null = clusters.null_like(z, 7, rng)[0]  # (7, 20, 3)
+    cov = np.einsum("bnd,bne->bde", null, null) / 20
+    assert np.allclose(cov, np.diag(z[0].var(0)), atol=1e-10)
+    assert np.allclose(null.mean(1), 0, atol=1e-12)
+
+
+def test_two_means_matches_an_exhaustive_search_on_small_populations():
+    rng = np.random.default_rng(7)
+    z = rng.normal(size=(5, 7, 2))
+    ci, labels = clusters.two_means(z, rng, n_init=5, n_iter=20)
+    for p in range(5):
+        best = np.inf
+        for mask in range(1, 2 ** 6):  # every split (run 6 fixed in group 0)
+            g = np.array([(mask >> i) & 1 for i in range(7)])
+            w = sum(((z[p][g == k] - z[p][g == k].mean(0)) ** 2).sum() for k in (0, 1))
+            best = min(best, w)
+        total = ((z[p] - z[p].mean(0)) ** 2).sum()
+        assert ci[p] == pytest.approx(best / total, rel=1e-9)
+
+
+def test_silhouette_matches_scikit_learn():
+    from sklearn.metrics import silhouette_score
+
+    rng = np.random.default_rng(8)
+    z = rng.normal(size=(4, 15, 3))
+    labels = rng.integers(0, 3, size=(4, 15))
+    labels[:, :3] = [0, 1, 2]
+    got = clusters.silhouette(z, labels)
+    assert np.allclose(got, [silhouette_score(z[i], labels[i]) for i in range(4)])
+
+
+def test_probe_noise_is_the_binomial_standard_error_and_matches_simulation():
+    rng = np.random.default_rng(9)
+    n, p = 400, 0.8
+    rates = (rng.random((2000, n)) < p).mean(1)  # identical runs read off a fresh probe set each
+    assert e.probe_noise(np.full(5, p), n) == pytest.approx(np.sqrt(p * (1 - p) / n))
+    assert e.probe_noise(rates, n) == pytest.approx(rates.std(), rel=0.05)
+    assert np.isnan(e.probe_noise(np.array([3.0, 5.0]), n))  # not a rate
