@@ -38,8 +38,8 @@ def subsample_k(x: np.ndarray, rng: np.random.Generator, n_sub: int = 20, frac: 
                 n_null: int = clusters.N_NULL) -> np.ndarray:
     """The chosen k on ``n_sub`` subsamples (without replacement) of ``frac`` of the rows of ``x``."""
     m = min(x.shape[0], max(4, int(round(frac * x.shape[0]))))
-    return np.array([stats.choose_k(x[rng.choice(x.shape[0], m, replace=False)], rng, n_null=n_null).k
-                     for _ in range(n_sub)])
+    subs = np.stack([x[rng.choice(x.shape[0], m, replace=False)] for _ in range(n_sub)])  # (n_sub, m, N)
+    return np.array([cl.k for cl in stats.choose_k_many(subs, rng, n_null=n_null)])
 
 
 def k_interval(k: int, ks: np.ndarray) -> tuple[float, float]:

@@ -31,8 +31,9 @@ N_ITER = 15  # Lloyd steps per start
 
 
 def _sq_dist(z: np.ndarray, c: np.ndarray) -> np.ndarray:
-    """Squared distances of points z (P, 1, n, d) to centres c (P, I, K, d): (P, I, n, K)."""
-    return ((z[:, :, :, None] - c[:, :, None]) ** 2).sum(-1)
+    """Squared distances of points z (P, 1, n, d) to centres c (P, I, K, d): (P, I, n, K), as
+    |z|^2 - 2 z.c + |c|^2 (no (P, I, n, K, d) temporary; used to assign points, not to sum)."""
+    return (z**2).sum(-1)[..., None] - 2 * z @ np.swapaxes(c, -1, -2) + (c**2).sum(-1)[:, :, None]
 
 
 def two_means(z: np.ndarray, rng: np.random.Generator, n_init: int = N_INIT,
@@ -55,14 +56,17 @@ def two_means(z: np.ndarray, rng: np.random.Generator, n_init: int = N_INIT,
         lab = _sq_dist(zz, c).argmin(-1)  # (P, I, n)
         onehot = (lab[..., None] == np.arange(2)).astype(float)  # (P, I, n, 2)
         size = onehot.sum(2)  # (P, I, 2)
-        new = np.einsum("pink,pnd->pikd", onehot, z) / np.maximum(size, 1)[..., None]
+        new = np.swapaxes(onehot, -1, -2) @ zz / np.maximum(size, 1)[..., None]
         c = np.where(size[..., None] > 0, new, c)
-    d2 = _sq_dist(zz, c)
-    within = d2.min(-1).sum(-1)  # (P, I)
+    lab = _sq_dist(zz, c).argmin(-1)  # (P, I, n)
+    onehot = (lab[..., None] == np.arange(2)).astype(float)
+    mu = np.swapaxes(onehot, -1, -2) @ zz / np.maximum(onehot.sum(2), 1)[..., None]  # (P, I, 2, d)
+    own = np.take_along_axis(mu, lab[..., None], 2)  # (P, I, n, d): each point's cluster mean
+    within = ((zz - own) ** 2).sum((-1, -2))  # (P, I), summed exactly about the cluster means
     best = within.argmin(1)
     total = ((z - z.mean(1, keepdims=True)) ** 2).sum((1, 2))  # (P,)
     ci = np.where(total > 0, within[np.arange(p), best] / np.where(total > 0, total, 1), 1.0)
-    return ci, d2[np.arange(p), best].argmin(-1)
+    return ci, lab[np.arange(p), best]
 
 
 def null_like(z: np.ndarray, n_null: int, rng: np.random.Generator) -> np.ndarray:

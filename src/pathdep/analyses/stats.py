@@ -168,9 +168,10 @@ def split_test(z: np.ndarray, rng: np.random.Generator, n_null: int = clusters.N
     return SplitTest(p <= SPLIT_LEVEL, labels, index, p)
 
 
-def _split_tree(x: np.ndarray, rng: np.random.Generator, k_max: int, dims: int,
-                n_null: int) -> tuple[list[np.ndarray], float, float]:
-    """Labellings (n,) after each accepted split (1, 2, ... parts), the top split's index and p."""
+def _split_tree(x: np.ndarray, rng: np.random.Generator, k_max: int, dims: int, n_null: int,
+                root: SplitTest | None = None) -> tuple[list[np.ndarray], float, float]:
+    """Labellings (n,) after each accepted split (1, 2, ... parts), the top split's index and p.
+    ``root``: the top split's test, when already computed (batched over populations)."""
     n = x.shape[0]
     parts, untested = [np.arange(n)], [True]
     labellings = [np.zeros(n, dtype=int)]
@@ -181,8 +182,9 @@ def _split_tree(x: np.ndarray, rng: np.random.Generator, k_max: int, dims: int,
         untested[i] = False
         if idx.size < MIN_SPLIT or np.allclose(x[idx], x[idx[0]]):
             continue
-        test = split_test(embed(x[idx], dims)[None], rng, n_null)
-        if len(parts) == 1:
+        first = len(parts) == 1
+        test = root if first and root is not None else split_test(embed(x[idx], dims)[None], rng, n_null)
+        if first:
             index, p = float(test.index[0]), float(test.p[0])
         if test.split[0]:
             lab = test.labels[0]
@@ -212,9 +214,32 @@ def choose_k(x: np.ndarray, rng: np.random.Generator, k_max: int = 6, dims: int 
     ``scores`` holds the top split's cluster index (key 2) against 1 for one cluster; ``p_value``
     its p-value.
     """
-    x = np.asarray(x, dtype=float)
-    n = x.shape[0]
-    labellings, index, p = _split_tree(x, rng, k_max, dims, n_null)
+    return choose_k_many(np.asarray(x, dtype=float)[None], rng, k_max, dims, n_null)[0]
+
+
+def choose_k_many(xs: np.ndarray, rng: np.random.Generator, k_max: int = 6, dims: int = 3,
+                  n_null: int = clusters.N_NULL) -> list[Clustering]:
+    """:func:`choose_k` of each of P populations of equal size, xs (P, n, f); the top splits are
+    tested in one batch (most populations without clusters stop there)."""
+    xs = np.asarray(xs, dtype=float)
+    n = xs.shape[1]
+    root = None
+    out = []
+    with one_thread():  # small SVDs: threads only fight (50x slower seen on a loaded machine)
+        if n >= MIN_SPLIT:
+            z = [embed(x, dims) for x in xs]
+            if len({zi.shape for zi in z}) == 1:
+                root = split_test(np.stack(z), rng, n_null)
+        for i, x in enumerate(xs):
+            mine = None if root is None else SplitTest(root.split[i:i + 1], root.labels[i:i + 1],
+                                                       root.index[i:i + 1], root.p[i:i + 1])
+            labellings, index, p = _split_tree(x, rng, k_max, dims, n_null, mine)
+            out.append(_best_labelling(x, labellings, index, p, dims))
+    return out
+
+
+def _best_labelling(x: np.ndarray, labellings: list[np.ndarray], index: float, p: float, dims: int) -> Clustering:
+    """The labelling with the highest silhouette above SILHOUETTE_MIN, else one cluster."""
     scores = {1: 1.0} if np.isnan(index) else {1: 1.0, 2: index}
     best, best_sil = labellings[0], float("nan")
     if len(labellings) > 1:
