@@ -7,9 +7,13 @@ the share of nulls the clustering calls more than one cluster; it must be <= 5%.
 """
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from pathdep.analyses import clusters, e, stats
+from pathdep.analyses.c import analyse_c, dip_phrase, k_interval
+from pathdep.analyses.data import StudyData
+from pathdep.analyses.e import analyse_e
 
 SIZES = (8, 16, 32, 64)
 N_SIMS = 100  # nulls per (shape, size)
@@ -110,3 +114,101 @@ def test_probe_noise_is_the_binomial_standard_error_and_matches_simulation():
     assert e.probe_noise(np.full(5, p), n) == pytest.approx(np.sqrt(p * (1 - p) / n))
     assert e.probe_noise(rates, n) == pytest.approx(rates.std(), rel=0.05)
     assert np.isnan(e.probe_noise(np.array([3.0, 5.0]), n))  # not a rate
+
+
+# --- C and E on whole (fake) studies: too few runs, nothing to predict ---------------------------
+class FakeData(StudyData):
+    """A study's final behaviour (R, N) and solution property (R,), without a store."""
+
+    name = "fake"
+    solution_property = "acc"
+    final_step = 100
+    main_probe = "probe"
+
+    def __init__(self, final: np.ndarray, prop: np.ndarray, inits: np.ndarray) -> None:
+        self._cache = {}
+        self.final, self.p, self.inits = final, prop, inits
+        self.reference = [f"r{i}" for i in range(len(prop))]
+
+    def seeds(self, runs):
+        return pd.DataFrame({"init_seed": self.inits, "data_seed": 0}, index=runs)
+
+    def behaviour_vectors(self, runs, step, probes=None):
+        return self.final
+
+    def behaviour(self, runs, step, column, probe):
+        return np.zeros((len(runs), self.final.shape[1]))
+
+    def prop(self, name, runs, step):
+        return self.p
+
+
+def _one_solution(runs: int, rng: np.random.Generator, spread: float) -> FakeData:
+    final = np.tanh((rng.normal(0, 2, (1, 2000)) + 0.01 * rng.normal(size=(runs, 2000))) / 2)
+    return FakeData(final, 0.95 + spread * rng.normal(size=runs), np.arange(runs))
+
+
+def test_too_few_runs_are_not_measured_with_the_minimum_named():
+    data = _one_solution(3, np.random.default_rng(10), 0.05)
+    fc, fe = analyse_c(data), analyse_e(data)
+    assert not fc.measured and "needs >= 8 runs (got 3)" in fc.verdict
+    assert not fe.measured and "needs >= 8 runs (got 3)" in fe.verdict
+    grouped = FakeData(data.final.repeat(4, 0), np.tile(data.p, 4), np.repeat(np.arange(3), 4))  # 12 runs, 3 seeds
+    assert "from >= 5 init seeds (got 3)" in analyse_e(grouped).verdict
+
+
+def test_a_final_property_within_probe_noise_leaves_nothing_to_predict():
+    # as a convex control: spread 0.002 against probe noise sqrt(0.95 * 0.05 / 2000) = 0.0049
+    data = _one_solution(16, np.random.default_rng(11), 0.002)
+    f = analyse_e(data)
+    assert not f.measured
+    assert "nothing to predict: runs do not differ beyond noise" in f.verdict
+    c = analyse_c(data)
+    assert c.measured and c.value == 1 and c.ci == (1.0, 1.0)
+
+
+def test_the_dip_test_says_in_words_when_it_does_not_apply():
+    words, dip, p = dip_phrase("acc", np.full(10, 0.9))
+    assert words == "dip test not applicable: acc is constant" and dip is None and p is None
+    words, _, p = dip_phrase("acc", np.array([0.1, np.nan, 0.2]))
+    assert words.startswith("dip test not applicable") and p is None
+    words, _, p = dip_phrase("acc", np.random.default_rng(12).normal(size=30))
+    assert "dip test p = " in words and 0 <= p <= 1
+
+
+def test_the_cluster_count_interval_is_whole_numbers_and_contains_k():
+    assert k_interval(3, np.array([2, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 4])) == (2.0, 4.0)
+    assert k_interval(3, np.full(20, 2)) == (2.0, 3.0)
+
+
+class CurveData(FakeData):
+    """FakeData with behaviour at several steps: vectors {step: (R, N)}."""
+
+    def __init__(self, vectors: dict, prop: np.ndarray, inits: np.ndarray) -> None:
+        super().__init__(vectors[max(vectors)], prop, inits)
+        self.vectors = vectors
+
+    def behaviour_steps(self, runs):
+        return sorted(self.vectors)
+
+    def behaviour_vectors(self, runs, step, probes=None):
+        return self.vectors[step]
+
+    def props_at(self, runs, steps, names=None):
+        return self.vectors[steps[0]][:, :1]
+
+
+def test_e_headline_interval_and_verdict_come_from_one_curve():
+    rng = np.random.default_rng(13)
+    runs, n = 32, 300
+    outcome = np.repeat([0, 1], runs // 2)
+    protos = rng.normal(0, 2, (2, n))
+    vectors = {}
+    for step, strength in ((0, 0.0), (20, 0.0), (50, 1.0), (100, 1.0)):  # decided from step 50
+        mixed = strength * protos[outcome] + (1 - strength) * protos[0]
+        vectors[step] = np.tanh((mixed + 0.3 * rng.normal(size=(runs, n))) / 2)
+    f = analyse_e(CurveData(vectors, outcome.astype(float), np.arange(runs) // 2))
+    assert f.measured and f.details["target"] == "final cluster (of 2)"
+    assert f.details["score_at_final"] >= 0.95  # the final step predicts itself
+    assert f.value == 50 and f.ci[0] <= 50 <= f.ci[1]
+    assert "reaches 0.9 at step 50" in f.verdict
