@@ -59,7 +59,20 @@ def dip_phrase(name: str, values: np.ndarray) -> tuple[str, float | None, float 
         return f"dip test not applicable: {name} is constant", None, None
     dip, p = stats.dip_test(v)
     shape = "bimodal" if p < 0.05 else "not detectably bimodal"
-    return f"{name} is {shape} (dip test p = {p:.3g})", dip, p
+    shown = "p < 0.001" if p < 0.001 else f"p = {p:.3g}"
+    return f"{name} is {shape} (dip test {shown})", dip, p
+
+
+def _split_words(cl: stats.Clustering) -> str:
+    """What the top split's test says, in words that agree with the chosen k."""
+    if not np.isfinite(cl.p_value):
+        return ""
+    if cl.k > 1:
+        return f" (the first split beats a one-cluster null: p = {cl.p_value:.2g})"
+    if cl.p_value <= stats.SPLIT_LEVEL:
+        return (f" (a split beats a one-cluster Gaussian null, p = {cl.p_value:.2g}, but no labelling separates "
+                f"the runs: silhouette <= {stats.SILHOUETTE_MIN}, a continuum)")
+    return f" (no split beats a one-cluster null: p = {cl.p_value:.2g})"
 
 
 @analysis("C")
@@ -85,8 +98,7 @@ def analyse_c(data: StudyData) -> Finding:
     shape = "distinct clusters" if cl.k > 1 else "one population (no clusters)"
     verdict = (f"{cl.k} cluster{'s' if cl.k > 1 else ''} of final behaviour: {shape}"
                + (f", silhouette {cl.silhouette:.2f}" if cl.k > 1 else "")
-               + (f" (split against a one-cluster null: p = {cl.p_value:.2g})" if np.isfinite(cl.p_value) else "")
-               + f"; {dip_words}")
+               + _split_words(cl) + f"; {dip_words}")
     z = stats.embed(x, 1)[:, 0]
 
     def plot(ax) -> None:
