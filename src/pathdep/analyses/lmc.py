@@ -13,7 +13,8 @@ alpha L(theta_1)), for loss and for error, on the test split, between final chec
 - Soups: uniform and greedy soup accuracy minus the best member's, per soup group.
 
 Headline: the mean raw error barrier between final runs of the population; the interval
-resamples runs.
+resamples runs (95% percentile bootstrap; its coverage of the population's mean barrier is
+checked in tests/test_interval_coverage.py).
 """
 
 from __future__ import annotations

@@ -49,6 +49,10 @@ def bootstrap(stat: Stat, n: int, rng: np.random.Generator, n_boot: int = 1000,
               level: float = 0.95) -> tuple[tuple[float, float], np.ndarray]:
     """Percentile interval of ``stat(idx)`` over resamples ``idx`` of ``range(n)`` with replacement.
 
+    Coverage (tests/test_interval_coverage.py): at 95% nominal, the mean of 30 normal or
+    exponential values, and the mean pairwise barrier of 20 runs, are covered in >= 88% of
+    simulated populations.
+
     >>> x = np.arange(10.0)
     >>> (lo, hi), _ = bootstrap(lambda i: x[i].mean(), 10, np.random.default_rng(0), 200)
     >>> lo < 4.5 < hi
@@ -65,7 +69,9 @@ def multi_bootstrap(stat: Callable[[np.ndarray, np.ndarray], float], n_runs: int
     """Percentile interval of ``stat(run_idx, example_idx)`` resampling runs and examples jointly.
 
     Both the runs (the seeds one happened to train) and the probe examples (the finite probe set
-    one happened to draw) are samples; the interval accounts for both.
+    one happened to draw) are samples; the interval accounts for both. Coverage of the grand mean
+    of a runs x examples random-effects population at 95% nominal: >= 88% in simulation (where
+    resampling runs alone covers < 70%; tests/test_interval_coverage.py).
     """
     r = rng.integers(0, n_runs, size=(n_boot, n_runs))
     e = rng.integers(0, n_examples, size=(n_boot, n_examples))
