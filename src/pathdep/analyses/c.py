@@ -3,10 +3,12 @@
 Each final model becomes a behaviour vector: its soft correctness 2 sigmoid(margin) - 1 on every
 probe example. Clusters are found by repeated two-way splits of the vectors' top 3 principal
 components, each kept only if it beats a one-cluster null of the same size and spread (the
-2-means cluster index below the null's at level 0.05, simulated), the labelling with the best
-silhouette kept if above 0.5 (see :func:`pathdep.analyses.stats.choose_k`): a population without clusters is one cluster in at
-least 95% of cases, whatever its size or the scale of its spread. Hartigan's dip test asks
-whether the solution-type property is unimodal. The interval of k is the range from the 5th to
+2-means cluster index below the null's at level 0.05, simulated); of the labellings so found,
+the one with the best silhouette is kept if above 0.5 (see
+:func:`pathdep.analyses.stats.choose_k`). A population without clusters is one cluster in at
+least 95% of cases, whatever its size or the scale of its spread (measured on nulls of 8-64
+runs: tests/test_analyses_null.py). Needs >= 8 runs: fewer are never split. Hartigan's dip
+test asks whether the solution-type property is unimodal. The interval of k is the range from the 5th to
 the 95th percentile (lower and higher order statistics, so whole numbers) of k over 20
 subsamples of 80% of the runs (resampling with replacement would plant duplicate runs, which
 read as tight clusters), widened to contain k itself; on planted populations (1, 2 or 3
@@ -80,7 +82,8 @@ def analyse_c(data: StudyData) -> Finding:
     """Clusters of final behaviour, dip test on the solution property (see the module docstring)."""
     runs, step = data.reference, data.final_step
     if len(runs) < MIN_RUNS:
-        raise NotMeasured(f"needs >= {MIN_RUNS} runs (got {len(runs)}): a split of fewer runs cannot be told from noise")
+        raise NotMeasured(f"needs >= {MIN_RUNS} runs (got {len(runs)}): "
+                          "a split of fewer runs cannot be told from noise")
     x = data.behaviour_vectors(runs, step)  # (R, N)
     cl = final_clustering(data)
     ks = subsample_k(x, data.rng(0xC1))

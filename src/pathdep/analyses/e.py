@@ -138,7 +138,8 @@ def analyse_e(data: StudyData) -> Finding:
     groups = data.seeds(runs)["init_seed"].to_numpy()
     n_groups = np.unique(groups).size
     if len(runs) < MIN_RUNS or n_groups < MIN_GROUPS:
-        raise NotMeasured(f"needs >= {MIN_RUNS} runs (got {len(runs)}) from >= {MIN_GROUPS} init seeds (got {n_groups})")
+        raise NotMeasured(f"needs >= {MIN_RUNS} runs (got {len(runs)}) "
+                          f"from >= {MIN_GROUPS} init seeds (got {n_groups})")
     target, kind, what = target_of(data)
     if kind == "regress":
         _nothing_to_predict(data, target)
