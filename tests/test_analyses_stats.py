@@ -58,35 +58,82 @@ def _blobs(rng, centres, n_each, dim=50, spread=1.0):
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_gmm_finds_two_planted_clusters_and_one_when_there_is_one(seed):
+def test_split_test_finds_two_planted_clusters_and_one_when_there_is_one(seed):
     rng = np.random.default_rng(seed)
     dim = 50
     centre = np.zeros(dim)
     far = np.full(dim, 2.0)
     two = _blobs(rng, [centre, far], 16, dim)
-    c2 = stats.choose_k_gmm(two, rng)
+    c2 = stats.choose_k(two, rng)
     assert c2.k == 2
     truth = np.repeat([0, 1], 16)
     agree = max(np.mean(c2.labels == truth), np.mean(c2.labels != truth))
     assert agree == 1.0
     assert c2.silhouette > 0.5
+    assert c2.p_value <= stats.SPLIT_LEVEL
 
     one = _blobs(rng, [centre], 32, dim)
-    assert stats.choose_k_gmm(one, rng).k == 1
+    assert stats.choose_k(one, rng).k == 1
     uniform = rng.uniform(0, 1, size=(32, 5))  # a continuum, not clusters
-    assert stats.choose_k_gmm(uniform, rng).k == 1
+    assert stats.choose_k(uniform, rng).k == 1
 
 
-def test_distance_clustering_finds_planted_blocks_and_one_in_noise():
+@pytest.mark.parametrize("seed", [0, 1])
+def test_split_test_finds_three_planted_clusters(seed):
+    rng = np.random.default_rng(10 + seed)
+    dim = 40
+    centres = [np.zeros(dim), np.full(dim, 1.5), np.r_[np.full(dim // 2, 1.5), np.full(dim // 2, -1.5)]]
+    x = _blobs(rng, centres, 12, dim)
+    c = stats.choose_k(x, rng)
+    assert c.k == 3
+    truth = np.repeat([0, 1, 2], 12)
+    assert len({(a, b) for a, b in zip(truth, c.labels)}) == 3  # a relabelling of the truth
+
+
+def test_choose_k_is_deterministic_given_the_generator():
+    rng = np.random.default_rng(12)
+    x = _blobs(rng, [np.zeros(20), np.full(20, 1.0)], 10, 20)
+    a = stats.choose_k(x, np.random.default_rng(3))
+    b = stats.choose_k(x, np.random.default_rng(3))
+    assert a.k == b.k and (a.labels == b.labels).all() and a.p_value == b.p_value
+
+
+def test_barrier_basins_need_barriers_above_the_threshold_between_them():
     rng = np.random.default_rng(4)
     lab = np.repeat([0, 1, 2], 6)
     d = np.where(lab[:, None] == lab[None, :], 0.05, 1.0) + rng.uniform(0, 0.05, (18, 18))
-    c = stats.choose_k_distances(d)
+    c = stats.choose_k_distances(d, 0.5)
     assert c.k == 3
     assert len({(a, b) for a, b in zip(lab, c.labels)}) == 3  # a relabelling of the truth
-    x = rng.normal(size=(18, 4))
-    noise = np.linalg.norm(x[:, None] - x[None], axis=-1)
-    assert stats.choose_k_distances(noise).k == 1
+    assert c.scores[3] > 0.5  # the least mean barrier between two basins exceeds the threshold
+    # two basins: 0.3 between, 0.005 within, at the 2% error threshold of "connected"
+    two = np.repeat([0, 1], 8)
+    d2 = np.where(two[:, None] == two[None, :], 0.005, 0.3) + rng.uniform(0, 0.004, (16, 16))
+    c2 = stats.choose_k_distances(d2, 0.02)
+    assert c2.k == 2 and len({(a, b) for a, b in zip(two, c2.labels)}) == 2
+    for k in range(2):
+        within = d2[np.ix_(c2.labels == k, c2.labels == k)]
+        assert within[~np.eye(within.shape[0], dtype=bool)].mean() <= 0.02
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_small_barriers_form_one_basin_however_they_are_arranged(seed):
+    rng = np.random.default_rng(40 + seed)
+    n = int(rng.integers(8, 40))
+    grid = rng.integers(0, 3, size=(n, n)) / 540  # entries {0, 1, 2}/540, as a measured convex control gave
+    assert stats.choose_k_distances(grid, 0.02).k == 1
+    tiny = rng.uniform(0, 0.006, size=(n, n))  # every barrier <= 0.006
+    lab = np.repeat([0, 1], n)[:n]
+    blocky = np.where(lab[:, None] == lab[None, :], 0.0, 0.019)  # structured, but all below threshold
+    assert stats.choose_k_distances(tiny, 0.02).k == 1
+    assert stats.choose_k_distances(blocky, 0.02).k == 1
+
+
+def test_runs_all_separated_by_high_barriers_are_each_their_own_basin():
+    rng = np.random.default_rng(9)
+    d = rng.uniform(0.2, 0.4, size=(10, 10))
+    c = stats.choose_k_distances(d, 0.02)
+    assert c.k == 10
 
 
 def test_held_out_prediction_is_near_one_when_predictable_and_chance_when_random():

@@ -1,36 +1,83 @@
 """C: do runs fall into distinct clusters or a continuum?
 
 Each final model becomes a behaviour vector: its soft correctness 2 sigmoid(margin) - 1 on every
-probe example. The number of clusters is chosen by a Gaussian mixture on the vectors' top principal
-components (lowest BIC, kept only if it beats one cluster by more than 10; see
-:func:`pathdep.analyses.stats.choose_k_gmm`), so a population without clusters is one cluster.
-Hartigan's dip test asks whether the solution-type property is unimodal. The interval of k is the
-5-95% range of k over subsamples of 80% of the runs (resampling with replacement would plant
-duplicate runs, which a mixture reads as tight clusters).
+probe example. Clusters are found by repeated two-way splits of the vectors' top 3 principal
+components, each kept only if it beats a one-cluster null of the same size and spread (the
+2-means cluster index below the null's at level 0.05, simulated); of the labellings so found,
+the one with the best silhouette is kept if above 0.5 (see
+:func:`pathdep.analyses.stats.choose_k`). A population without clusters is one cluster in at
+least 95% of cases, whatever its size or the scale of its spread (measured on nulls of 8-64
+runs: tests/test_analyses_null.py). Needs >= 8 runs: fewer are never split. Hartigan's dip
+test asks whether the solution-type property is unimodal. The interval of k is the range from the 5th to
+the 95th percentile (lower and higher order statistics, so whole numbers) of k over 20
+subsamples of 80% of the runs (resampling with replacement would plant duplicate runs, which
+read as tight clusters), widened to contain k itself; on planted populations (1, 2 or 3
+clusters) it contains the true k in at least 90% of cases (tests/test_interval_coverage.py).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from pathdep.analyses import stats
-from pathdep.analyses.data import StudyData, analysis
+from pathdep.analyses import clusters, stats
+from pathdep.analyses.data import NotMeasured, StudyData, analysis
 from pathdep.analyses.finding import Finding
+
+MIN_RUNS = stats.MIN_SPLIT  # fewer runs than this are never tested for a split
+CRITERION = ("two-way splits of the top-3 PCs of final behaviour by 2-means, each kept only if its cluster "
+             "index W2/W1 is below a simulated one-cluster null (same size and sample covariance) at "
+             f"p <= {stats.SPLIT_LEVEL}; of the labellings so found, the one with the highest silhouette, "
+             f"if above {stats.SILHOUETTE_MIN}")
 
 
 def final_clustering(data: StudyData) -> stats.Clustering:
     """The clustering of the reference runs' final behaviour (shared with D, E and H)."""
-    return data.cached("final_clustering", lambda: stats.choose_k_gmm(
+    return data.cached("final_clustering", lambda: stats.choose_k(
         data.behaviour_vectors(data.reference, data.final_step), data.rng(0xC)))
 
 
-def subsample_k(x: np.ndarray, rng: np.random.Generator, n_sub: int = 20, frac: float = 0.8) -> np.ndarray:
+def subsample_k(x: np.ndarray, rng: np.random.Generator, n_sub: int = 20, frac: float = 0.8,
+                n_null: int = clusters.N_NULL) -> np.ndarray:
     """The chosen k on ``n_sub`` subsamples (without replacement) of ``frac`` of the rows of ``x``."""
     m = min(x.shape[0], max(4, int(round(frac * x.shape[0]))))
-    return np.array([stats.choose_k_gmm(x[rng.choice(x.shape[0], m, replace=False)], rng).k for _ in range(n_sub)])
+    subs = np.stack([x[rng.choice(x.shape[0], m, replace=False)] for _ in range(n_sub)])  # (n_sub, m, N)
+    return np.array([cl.k for cl in stats.choose_k_many(subs, rng, n_null=n_null)])
 
 
-@analysis("C", min_runs=8)  # false-cluster rate calibrated on nulls of 8 to 64 runs
+def k_interval(k: int, ks: np.ndarray) -> tuple[float, float]:
+    """Whole-number interval of k: 5th and 95th percentile of subsample k's (lower / higher order
+    statistics), widened to contain the full population's k."""
+    lo = int(np.quantile(ks, 0.05, method="lower"))
+    hi = int(np.quantile(ks, 0.95, method="higher"))
+    return float(min(lo, k)), float(max(hi, k))
+
+
+def dip_phrase(name: str, values: np.ndarray) -> tuple[str, float | None, float | None]:
+    """The dip test of a property, in words, with its statistic and p-value (None where it does not apply)."""
+    v = values[np.isfinite(values)]
+    if v.size < 4:
+        return f"dip test not applicable: {v.size} runs with a finite {name}", None, None
+    if np.ptp(v) == 0:
+        return f"dip test not applicable: {name} is constant", None, None
+    dip, p = stats.dip_test(v)
+    shape = "bimodal" if p < 0.05 else "not detectably bimodal"
+    shown = "p < 0.001" if p < 0.001 else f"p = {p:.3g}"
+    return f"{name} is {shape} (dip test {shown})", dip, p
+
+
+def _split_words(cl: stats.Clustering) -> str:
+    """What the top split's test says, in words that agree with the chosen k."""
+    if not np.isfinite(cl.p_value):
+        return ""
+    if cl.k > 1:
+        return f" (the first split beats a one-cluster null: p = {cl.p_value:.2g})"
+    if cl.p_value <= stats.SPLIT_LEVEL:
+        return (f" (a split beats a one-cluster Gaussian null, p = {cl.p_value:.2g}, but no labelling separates "
+                f"the runs: silhouette <= {stats.SILHOUETTE_MIN}, a continuum)")
+    return f" (no split beats a one-cluster null: p = {cl.p_value:.2g})"
+
+
+@analysis("C", min_runs=MIN_RUNS)  # a split of fewer runs cannot be told from noise (nulls of 8-64 runs)
 def analyse_c(data: StudyData) -> Finding:
     """Clusters of final behaviour, dip test on the solution property (see the module docstring)."""
     runs, step = data.reference, data.final_step
@@ -39,21 +86,19 @@ def analyse_c(data: StudyData) -> Finding:
     ks = subsample_k(x, data.rng(0xC1))
     sol_name = data.solution_property
     sol = data.prop(sol_name, runs, step)
-    dip, p_dip = stats.dip_test(sol)
+    dip_words, dip, p_dip = dip_phrase(sol_name, sol)
     details: dict[str, object] = {
-        "criterion": "Gaussian mixture on top-3 PCs of behaviour; lowest BIC, must beat k=1 by > 10 "
-                     "and have silhouette > 0.5",
-        "bic": cl.scores, "silhouette": cl.silhouette, "dip": dip, "dip_p": p_dip,
-        "cluster_sizes": np.bincount(cl.labels).tolist(), "runs": len(runs),
+        "criterion": CRITERION, "cluster_index": cl.scores, "split_p": cl.p_value, "silhouette": cl.silhouette,
+        "dip": dip, "dip_p": p_dip, "cluster_sizes": np.bincount(cl.labels).tolist(), "runs": len(runs),
         "k_subsamples": np.bincount(ks).tolist(),
+        "interval": "5th-95th percentile of k over 20 subsamples of 80% of the runs, widened to contain k",
     }
     for k in range(cl.k):
         details[f"{sol_name}_mean[cluster {k}]"] = float(sol[cl.labels == k].mean())
     shape = "distinct clusters" if cl.k > 1 else "one population (no clusters)"
     verdict = (f"{cl.k} cluster{'s' if cl.k > 1 else ''} of final behaviour: {shape}"
                + (f", silhouette {cl.silhouette:.2f}" if cl.k > 1 else "")
-               + f"; {sol_name} is " + ("bimodal" if p_dip < 0.05 else "not detectably bimodal")
-               + f" (dip test p = {p_dip:.3g})")
+               + _split_words(cl) + f"; {dip_words}")
     z = stats.embed(x, 1)[:, 0]
 
     def plot(ax) -> None:  # a strip plot: one dot per run, jittered sideways so equal values stay visible
@@ -67,5 +112,4 @@ def analyse_c(data: StudyData) -> Finding:
         ax.set_ylabel(f"final {sol_name}")
         ax.margins(y=0.08)
 
-    return Finding("C", "number of clusters", float(cl.k), (float(np.quantile(ks, 0.05)), float(np.quantile(ks, 0.95))),
-                   verdict, details, plot)
+    return Finding("C", "number of clusters", float(cl.k), k_interval(cl.k, ks), verdict, details, plot)

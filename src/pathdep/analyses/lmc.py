@@ -3,19 +3,22 @@
 Barrier definition (as measured): max over alpha of L(theta_alpha) - ((1 - alpha) L(theta_0) +
 alpha L(theta_1)), for loss and for error, on the test split, between final checkpoints.
 
-- The barrier matrix of the seed population, raw and after alignment, and its clusters (average
-  linkage; k with the best silhouette, kept only above 0.5, else one). Each barrier row names its
-  alignment ("none", "weight_matching", "activation_matching"; stores from before the
-  ``alignment`` column hold weight matching as ``aligned``); the aligned numbers are those of the
-  alignment with the lowest mean error barrier, and the verdict says so plainly when an alignment
-  raised a barrier above the raw one (alignment optimises weights or activations, not loss).
+- The barrier matrix of the seed population, raw and after alignment, and its basins: average
+  linkage cut at the 2% error barrier that defines "connected", so clusters exist only where the
+  mean barrier between them exceeds 2% (and within each it is at most 2%); otherwise the
+  population is one basin. Each barrier row names its alignment ("none", "weight_matching",
+  "activation_matching"; stores from before the ``alignment`` column hold weight matching as
+  ``aligned``); the aligned numbers are those of the alignment with the lowest mean error
+  barrier, and the verdict says so plainly when an alignment raised a barrier above the raw one
+  (alignment optimises weights or activations, not loss).
 - Instability: for each fork step k, the mean error barrier between children of one parent forked
   at k with different data orders; the runs are *stable* from the first k from which every later
   fork's barrier stays at most 2% error (the threshold of Frankle et al.).
 - Soups: uniform and greedy soup accuracy minus the best member's, per soup group.
 
 Headline: the mean raw error barrier between final runs of the population; the interval
-resamples runs.
+resamples runs (95% percentile bootstrap; its coverage of the population's mean barrier is
+checked in tests/test_interval_coverage.py).
 """
 
 from __future__ import annotations
@@ -133,8 +136,8 @@ def analyse_lmc(data: StudyData) -> Finding:
     details: dict[str, object] = {"definition": "max_a [L(theta_a) - ((1-a) L(theta_0) + a L(theta_1))], test split",
                                   "loss_barrier_raw": off_diagonal_mean(barrier_matrix(raw_t, runs, "loss_barrier"))}
     complete = ~np.isnan(raw).any(1)
-    cl = stats.choose_k_distances(raw[np.ix_(complete, complete)])
-    details |= {"clusters_raw": cl.k, "silhouette_raw": cl.silhouette}
+    cl = stats.choose_k_distances(raw[np.ix_(complete, complete)], STABLE_ERROR)
+    details |= {"clusters_raw": cl.k, "silhouette_raw": cl.silhouette, "clusters_criterion": cl.criterion}
     aligned = None
     if len(aligned_t):
         aligned = barrier_matrix(aligned_t, runs, "error_barrier")
@@ -142,7 +145,7 @@ def analyse_lmc(data: StudyData) -> Finding:
                     "loss_barrier_aligned": off_diagonal_mean(barrier_matrix(aligned_t, runs, "loss_barrier")),
                     **by_alignment, "alignment_notes": raised}
         ok = ~np.isnan(aligned).any(1)
-        cla = stats.choose_k_distances(aligned[np.ix_(ok, ok)])
+        cla = stats.choose_k_distances(aligned[np.ix_(ok, ok)], STABLE_ERROR)
         details |= {"clusters_aligned": cla.k, "silhouette_aligned": cla.silhouette}
     inst = _instability(data, raw_t)
     if inst:

@@ -6,8 +6,9 @@ Pure functions over numpy arrays. Randomness comes from an explicit ``numpy.rand
   multi-bootstrap of the MultiBERTs work, runs and probe examples jointly).
 - :func:`permutation_test`: one-sided p-value of a statistic under shuffled group labels.
 - :func:`dip_test`: Hartigan's dip test of unimodality.
-- :func:`choose_k_gmm` / :func:`choose_k_distances`: the number of clusters by a stated criterion,
-  returning one cluster on a population without clusters.
+- :func:`choose_k` / :func:`choose_k_distances`: the number of clusters by a criterion calibrated
+  against a one-cluster null (:mod:`pathdep.analyses.clusters`), or, for a barrier matrix, by the
+  threshold that defines "connected"; one cluster on a population without clusters.
 - :func:`held_out_predictions`: leave-runs-out (grouped k-fold) predictions and their score.
 - :func:`fit_transition`: is a curve's drop abrupt (sigmoid) or smooth, by BIC.
 """
@@ -19,6 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+
+from pathdep.analyses import clusters
 
 Stat = Callable[[np.ndarray], float]
 
@@ -46,6 +49,10 @@ def bootstrap(stat: Stat, n: int, rng: np.random.Generator, n_boot: int = 1000,
               level: float = 0.95) -> tuple[tuple[float, float], np.ndarray]:
     """Percentile interval of ``stat(idx)`` over resamples ``idx`` of ``range(n)`` with replacement.
 
+    Coverage (tests/test_interval_coverage.py): at 95% nominal, the mean of 30 normal or
+    exponential values, and the mean pairwise barrier of 20 runs, are covered in >= 88% of
+    simulated populations.
+
     >>> x = np.arange(10.0)
     >>> (lo, hi), _ = bootstrap(lambda i: x[i].mean(), 10, np.random.default_rng(0), 200)
     >>> lo < 4.5 < hi
@@ -62,7 +69,9 @@ def multi_bootstrap(stat: Callable[[np.ndarray, np.ndarray], float], n_runs: int
     """Percentile interval of ``stat(run_idx, example_idx)`` resampling runs and examples jointly.
 
     Both the runs (the seeds one happened to train) and the probe examples (the finite probe set
-    one happened to draw) are samples; the interval accounts for both.
+    one happened to draw) are samples; the interval accounts for both. Coverage of the grand mean
+    of a runs x examples random-effects population at 95% nominal: >= 88% in simulation (where
+    resampling runs alone covers < 70%; tests/test_interval_coverage.py).
     """
     r = rng.integers(0, n_runs, size=(n_boot, n_runs))
     e = rng.integers(0, n_examples, size=(n_boot, n_examples))
@@ -116,9 +125,10 @@ class Clustering:
 
     labels: np.ndarray  # (n,)
     k: int
-    scores: dict[int, float]  # criterion per candidate k (BIC, lower is better; or silhouette)
+    scores: dict[int, float]  # criterion per candidate k (cluster index, lower is better; or barrier)
     criterion: str
     silhouette: float  # of the chosen labelling (nan when k == 1)
+    p_value: float = float("nan")  # of the top-level split against the one-cluster null
 
 
 def _relabel_by_size(labels: np.ndarray) -> np.ndarray:
@@ -133,61 +143,133 @@ def embed(x: np.ndarray, dims: int = 3) -> np.ndarray:
     x = np.asarray(x, dtype=float)
     xc = x - x.mean(0)
     u, s, _ = np.linalg.svd(xc, full_matrices=False)
-    d = max(1, min(dims, int(np.sum(s > 1e-9 * max(s[0], 1e-300))) if s.size else 1))
+    d = max(1, min(dims, int(np.sum(s > 1e-6 * max(s[0], 1e-300))) if s.size else 1))  # float32 precision
     z = u[:, :d] * s[:d]  # (n, d)
     scale = z[:, 0].std() if z.shape[0] > 1 else 1.0
     return z / scale if scale > 0 else z
 
 
-GMM_MIN_DELTA_BIC = 10.0  # "very strong" evidence (Kass & Raftery) needed to prefer k > 1
-
-
 SILHOUETTE_MIN = 0.5  # Kaufman & Rousseeuw: above 0.5 a "reasonable structure has been found"
+SPLIT_LEVEL = 0.05  # a split must beat the one-cluster null at this level
+MIN_SPLIT = 8  # runs a population needs before it is tested for a split (2-means of fewer is noise)
 
 
-def choose_k_gmm(x: np.ndarray, rng: np.random.Generator, k_max: int = 6, dims: int = 3) -> Clustering:
-    """Clusters of the rows of ``x`` (n, f) by a Gaussian mixture on its top principal components.
+@dataclass(frozen=True)
+class SplitTest:
+    """The split test of each of P populations (see :mod:`pathdep.analyses.clusters`)."""
 
-    Criterion: the k in 1..k_max with the lowest BIC, kept only if its BIC is more than
-    ``GMM_MIN_DELTA_BIC`` below the BIC of one cluster and its silhouette exceeds
-    ``SILHOUETTE_MIN`` (with few runs a full-covariance mixture can win on BIC by fitting
-    near-singular components to noise); otherwise k = 1. A population without clusters
-    therefore comes back as one cluster.
+    split: np.ndarray  # (P,) bool: p <= SPLIT_LEVEL
+    labels: np.ndarray  # (P, n) the 2-means split
+    index: np.ndarray  # (P,) cluster index W2 / W1
+    p: np.ndarray  # (P,) p-value against the one-cluster null
+
+
+def split_test(z: np.ndarray, rng: np.random.Generator, n_null: int = clusters.N_NULL) -> SplitTest:
+    """Does each population z (P, n, d) (embedded, see :func:`embed`) split in two beyond chance?
+
+    The 2-means cluster index must lie below the simulated one-cluster null: p <= ``SPLIT_LEVEL``.
     """
-    from sklearn.metrics import silhouette_score
-    from sklearn.mixture import GaussianMixture
+    index, labels = clusters.two_means(z, rng)
+    p = clusters.split_p_value(z, index, rng, n_null)
+    return SplitTest(p <= SPLIT_LEVEL, labels, index, p)
 
-    x = np.asarray(x, dtype=float)
+
+def _split_tree(x: np.ndarray, rng: np.random.Generator, k_max: int, dims: int, n_null: int,
+                root: SplitTest | None = None) -> tuple[list[np.ndarray], float, float]:
+    """Labellings (n,) after each accepted split (1, 2, ... parts), the top split's index and p.
+    ``root``: the top split's test, when already computed (batched over populations)."""
     n = x.shape[0]
-    one = Clustering(np.zeros(n, dtype=int), 1, {1: float("nan")}, "gmm-bic", float("nan"))
-    if n < 4 or np.allclose(x, x[0]):
-        return one
-    z = embed(x, dims)
-    seed = int(rng.integers(2**31 - 1))
-    scores: dict[int, float] = {}
-    fits = {}
-    with one_thread():
-        for k in range(1, min(k_max, n // 2) + 1):
-            gm = GaussianMixture(k, covariance_type="full", reg_covar=1e-4, n_init=3, random_state=seed).fit(z)
-            scores[k] = float(gm.bic(z))
-            fits[k] = gm
-    best = min(scores, key=scores.get)  # type: ignore[arg-type]
-    if best == 1 or scores[1] - scores[best] <= GMM_MIN_DELTA_BIC:
-        return Clustering(one.labels, 1, scores, "gmm-bic", float("nan"))
-    labels = _relabel_by_size(fits[best].predict(z))
-    if np.unique(labels).size < 2:
-        return Clustering(one.labels, 1, scores, "gmm-bic", float("nan"))
-    silhouette = float(silhouette_score(z, labels))
-    if silhouette <= SILHOUETTE_MIN:
-        return Clustering(one.labels, 1, scores, "gmm-bic", silhouette)
-    return Clustering(labels, int(np.unique(labels).size), scores, "gmm-bic", silhouette)
+    parts, untested = [np.arange(n)], [True]
+    labellings = [np.zeros(n, dtype=int)]
+    index = p = float("nan")
+    while len(parts) < k_max and any(untested):
+        i = max((j for j in range(len(parts)) if untested[j]), key=lambda j: parts[j].size)
+        idx = parts[i]
+        untested[i] = False
+        if idx.size < MIN_SPLIT or np.allclose(x[idx], x[idx[0]]):
+            continue
+        first = len(parts) == 1
+        test = root if first and root is not None else split_test(embed(x[idx], dims)[None], rng, n_null)
+        if first:
+            index, p = float(test.index[0]), float(test.p[0])
+        if test.split[0]:
+            lab = test.labels[0]
+            parts[i:i + 1] = [idx[lab == 0], idx[lab == 1]]
+            untested[i:i + 1] = [True, True]
+            labels = np.zeros(n, dtype=int)
+            for k, part in enumerate(parts):
+                labels[part] = k
+            labellings.append(labels)
+    return labellings, index, p
 
 
-def choose_k_distances(d: np.ndarray, k_max: int = 6) -> Clustering:
-    """Clusters of a dissimilarity matrix ``d`` (n, n) by average linkage.
+def choose_k(x: np.ndarray, rng: np.random.Generator, k_max: int = 6, dims: int = 3,
+             n_null: int = clusters.N_NULL) -> Clustering:
+    """Clusters of the rows of ``x`` (n, f) by repeated two-way splits, each tested against a null.
 
-    Criterion: the k in 2..k_max with the highest silhouette, kept only if that silhouette
-    exceeds ``SILHOUETTE_MIN``; otherwise k = 1.
+    The population's top ``dims`` principal components are split by 2-means, and the split is
+    kept only if its cluster index lies below the one-cluster null (:func:`split_test`, level
+    0.05). Each part of at least ``MIN_SPLIT`` runs is tested the same way on its own principal
+    components, largest first, until no part splits or there are ``k_max``. Of the labellings
+    this gives (2, 3, ... parts) the one with the highest silhouette is kept if that silhouette
+    exceeds ``SILHOUETTE_MIN`` (clusters must be separated: a continuum that is merely not
+    Gaussian, e.g. uniform, fails the null but not this); otherwise k = 1. A population without
+    clusters is one cluster in at least 95% of cases, whatever its size, shape or scale of spread
+    (probe-level noise included). Deterministic given ``rng``.
+
+    ``scores`` holds the top split's cluster index (key 2) against 1 for one cluster; ``p_value``
+    its p-value.
+    """
+    return choose_k_many(np.asarray(x, dtype=float)[None], rng, k_max, dims, n_null)[0]
+
+
+def choose_k_many(xs: np.ndarray, rng: np.random.Generator, k_max: int = 6, dims: int = 3,
+                  n_null: int = clusters.N_NULL) -> list[Clustering]:
+    """:func:`choose_k` of each of P populations of equal size, xs (P, n, f); the top splits are
+    tested in one batch (most populations without clusters stop there)."""
+    xs = np.asarray(xs, dtype=float)
+    n = xs.shape[1]
+    root = None
+    out = []
+    with one_thread():  # small SVDs: threads only fight (50x slower seen on a loaded machine)
+        if n >= MIN_SPLIT:
+            z = [embed(x, dims) for x in xs]
+            if len({zi.shape for zi in z}) == 1:
+                root = split_test(np.stack(z), rng, n_null)
+        for i, x in enumerate(xs):
+            mine = None if root is None else SplitTest(root.split[i:i + 1], root.labels[i:i + 1],
+                                                       root.index[i:i + 1], root.p[i:i + 1])
+            labellings, index, p = _split_tree(x, rng, k_max, dims, n_null, mine)
+            out.append(_best_labelling(x, labellings, index, p, dims))
+    return out
+
+
+def _best_labelling(x: np.ndarray, labellings: list[np.ndarray], index: float, p: float, dims: int) -> Clustering:
+    """The labelling with the highest silhouette above SILHOUETTE_MIN, else one cluster."""
+    scores = {1: 1.0} if np.isnan(index) else {1: 1.0, 2: index}
+    best, best_sil = labellings[0], float("nan")
+    if len(labellings) > 1:
+        z = embed(x, dims)[None]
+        sils = [float(clusters.silhouette(z, lab[None])[0]) for lab in labellings[1:]]
+        j = int(np.argmax(sils))
+        if sils[j] > SILHOUETTE_MIN:
+            best, best_sil = labellings[1 + j], sils[j]
+    labels = _relabel_by_size(best)
+    return Clustering(labels, int(labels.max()) + 1, scores, "two-means split test", best_sil, p)
+
+
+choose_k_gmm = choose_k  # the former name, kept for callers
+
+
+def choose_k_distances(d: np.ndarray, threshold: float) -> Clustering:
+    """Basins of a barrier (dissimilarity) matrix ``d`` (n, n): groups separated by more than ``threshold``.
+
+    Criterion: average linkage cut at ``threshold``. Every two resulting clusters have a mean
+    between-cluster dissimilarity above ``threshold`` and every cluster a mean within-cluster one
+    at most ``threshold`` (average linkage merges in increasing order of mean dissimilarity), so
+    runs are split only where the matrix says they are not connected; when every entry is at most
+    ``threshold`` there is one basin, however its small values are arranged. ``scores`` maps k to
+    the least mean dissimilarity between two clusters (the margin above ``threshold``).
     """
     from scipy.cluster.hierarchy import fcluster, linkage
     from scipy.spatial.distance import squareform
@@ -197,25 +279,17 @@ def choose_k_distances(d: np.ndarray, k_max: int = 6) -> Clustering:
     d = np.maximum((d + d.T) / 2, 0)
     np.fill_diagonal(d, 0)
     n = d.shape[0]
-    one = Clustering(np.zeros(n, dtype=int), 1, {}, "silhouette", float("nan"))
-    if n < 4 or np.allclose(d, 0):
-        return one
+    criterion = f"average linkage cut at {threshold:g}"
+    if n < 2 or d.max() <= threshold:
+        return Clustering(np.zeros(n, dtype=int), 1, {}, criterion, float("nan"))
     tree = linkage(squareform(d, checks=False), method="average")
-    scores: dict[int, float] = {}
-    cands = {}
-    for k in range(2, min(k_max, n - 1) + 1):
-        lab = fcluster(tree, k, criterion="maxclust") - 1
-        if np.unique(lab).size < 2:
-            continue
-        scores[k] = float(silhouette_score(d, lab, metric="precomputed"))
-        cands[k] = lab
-    if not scores:
-        return one
-    best = max(scores, key=scores.get)  # type: ignore[arg-type]
-    if scores[best] <= SILHOUETTE_MIN:
-        return Clustering(one.labels, 1, scores, "silhouette", float("nan"))
-    labels = _relabel_by_size(cands[best])
-    return Clustering(labels, int(np.unique(labels).size), scores, "silhouette", scores[best])
+    labels = _relabel_by_size(fcluster(tree, threshold, criterion="distance") - 1)
+    k = int(labels.max()) + 1
+    if k == 1:
+        return Clustering(labels, 1, {}, criterion, float("nan"))
+    between = min(float(d[np.ix_(labels == a, labels == b)].mean()) for a in range(k) for b in range(a + 1, k))
+    sil = float(silhouette_score(d, labels, metric="precomputed")) if k < n else float("nan")
+    return Clustering(labels, k, {k: between}, criterion, sil)
 
 
 # --- leave-runs-out prediction ---------------------------------------------------------------
