@@ -126,7 +126,8 @@ class FakeData(StudyData):
     main_probe = "probe"
 
     def __init__(self, final: np.ndarray, prop: np.ndarray, inits: np.ndarray) -> None:
-        self._cache = {}
+        self._cache, self._tables = {}, {}
+        self.checkpoints = [0, self.final_step]
         self.final, self.p, self.inits = final, prop, inits
         self.reference = [f"r{i}" for i in range(len(prop))]
 
@@ -154,7 +155,7 @@ def test_too_few_runs_are_not_measured_with_the_minimum_named():
     assert not fc.measured and "needs >= 8 runs (got 3)" in fc.verdict
     assert not fe.measured and "needs >= 8 runs (got 3)" in fe.verdict
     grouped = FakeData(data.final.repeat(4, 0), np.tile(data.p, 4), np.repeat(np.arange(3), 4))  # 12 runs, 3 seeds
-    assert "from >= 5 init seeds (got 3)" in analyse_e(grouped).verdict
+    assert "needs >= 5 init seeds (got 3)" in analyse_e(grouped).verdict
 
 
 def test_a_final_property_within_probe_noise_leaves_nothing_to_predict():
@@ -186,7 +187,7 @@ class CurveData(FakeData):
 
     def __init__(self, vectors: dict, prop: np.ndarray, inits: np.ndarray) -> None:
         super().__init__(vectors[max(vectors)], prop, inits)
-        self.vectors = vectors
+        self.vectors, self.checkpoints = vectors, sorted(vectors)
 
     def behaviour_steps(self, runs):
         return sorted(self.vectors)

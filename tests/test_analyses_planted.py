@@ -320,7 +320,7 @@ def test_every_analysis_declares_its_least_data():
     for id, fn in ANALYSES.items():
         assert fn.needs and all(n >= 1 for n in fn.needs.values()), id
     assert ANALYSES["H"].needs == {"runs": 10, "inits": 5}  # grouped 5-fold by init seed
-    assert ANALYSES["E"].needs["runs"] >= 10 and ANALYSES["E"].needs["inits"] >= 5
+    assert ANALYSES["E"].needs["runs"] >= 8 and ANALYSES["E"].needs["inits"] >= 5  # each fit on >= 6 runs
 
 
 def test_a_held_out_r2_below_zero_reads_as_no_predictive_power():
