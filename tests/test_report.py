@@ -212,6 +212,9 @@ def test_every_question_has_one_rule_and_every_rule_reads_the_finding():
     (_f("H", 0.9, (0.8, 1.0), chance=0.5), "not measured"),  # a key the rule reads is absent
     (_f("TOK", 0.95, (0.92, 0.97)), "low"),  # runs learn tokens alike
     (_f("T", 0.0, (-0.01, 0.01)), "low"),
+    (_f("F", 1.3, (0.8, 2.0), pooled={"persistence_ci": [0.8, 2.0]}), "high"),  # effects stick
+    (_f("F", 0.05, (0.0, 0.1), pooled={"persistence_ci": [0.0, 0.1]}), "low"),  # effects wash out
+    (_f("F", -0.1, (-0.2, 0.0), pooled={"persistence_ci": None}), "not measured"),  # no immediate effect
     (not_measured("A", "no behaviour table"), "not measured"),
 ])
 def test_place_follows_the_rule_from_the_interval(finding, place):
@@ -287,6 +290,7 @@ def test_the_page_shows_warnings_places_and_readable_details():
 
     f = Finding("F", "persistence", 0.1, (0.0, 0.15), "verdict",
                 {"variants": {"xor_0_50_s0.1": {"immediate": -0.02, "immediate_ci": [-0.05, 0.0], "final": -0.125}},
+                 "pooled": {"persistence": 0.1, "persistence_ci": [0.0, 0.15]},
                  "p_value": 0.0312345, "steps": list(range(40)), "ci_over_time": [0.1, 0.2]})
     prof = Profile("s", (f, _f("C", 2.0, (2.0, 2.0)), not_measured("TOK", "no tokens")))
     page = render_html(prof, {}, warnings=["the 'barriers' table is stale"])
