@@ -16,18 +16,24 @@ from pathdep.study import DEFAULT_STORE, Study
 console = Console()
 
 
-def write_report(study: Study, out: Path | None = None, others: list[str] = ()) -> Path:
+def write_report(study: Study, out: Path | None = None, others: list[str] = (), log: list[str] = ()) -> Path:
     """Render the study's report (from stored tables only), print its table, return the HTML path.
 
-    ``others`` names studies of the same store whose reports exist: their profiles enter GF.
+    ``others`` names studies of the same store whose reports exist: their profiles enter GF;
+    ``log`` names experiment trackers to log the profile to (:mod:`pathdep.report.trackers`).
     """
     from pathdep.report import render
+    from pathdep.report.trackers import log_profile, require
+
+    require(log)  # a missing tracker library is reported before anything is written
 
     profiles = [stored_profile(study.store, name) for name in others]
     with progress_bars(console) as bar:
         rep = render(study, out or study.root / "report", progress=lambda d, t: bar("analyses", d, t), others=profiles)
     console.print(rep.table())
     console.print(f"report: {rep.html}\nprofile: {rep.json}")
+    for name, where in log_profile(log, rep.profile, study, rep.html.parent).items():
+        console.print(f"{name}: {where}")
     return rep.html
 
 
@@ -37,6 +43,7 @@ def report(
     store: StoreOpt = DEFAULT_STORE,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="output directory (default: STUDY/report)")] = None,
     with_: Annotated[list[str] | None, typer.Option("--with", help="another reported study of the store, for GF (repeatable)")] = None,
+    log: Annotated[list[str] | None, typer.Option("--log", help="also log to wandb, mlflow or tensorboard (repeatable; offline unless configured)")] = None,
 ) -> None:
     """Write STUDY's path-dependence profile: report.html (self-contained), profile.json, and a table.
 
@@ -44,7 +51,7 @@ def report(
     measurements are absent are listed as not measured. With --with OTHER (three studies or more
     in all), GF reports the general factor across the studies' profiles.
     """
-    write_report(open_study(study, store), out, with_ or [])
+    write_report(open_study(study, store), out, with_ or [], log or [])
 
 
 def stored_profile(store: Path, name: str):
