@@ -187,3 +187,21 @@ def test_unknown_tracker_and_missing_library_are_one_line_with_exit_2(measured, 
     assert res.returncode == 2, res.stderr
     assert res.stderr.strip() == "error: --log wandb needs the 'wandb' package: pip install pathdep[trackers]"
     assert not (tmp_path / "r").exists()  # nothing written
+
+
+def test_mlflow_and_tensorboard_default_to_folders_of_the_report(measured, tmp_path, monkeypatch):
+    from mlflow.tracking import MlflowClient
+
+    from pathdep.report.trackers import log_profile
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    out = tmp_path / "report"
+    out.mkdir()
+    prof = Profile.from_json(json.dumps(measured.profile().to_dict()))  # read back from JSON: no figures
+    where = log_profile(["mlflow", "tensorboard"], prof, measured, out)
+    assert where["mlflow"].startswith((out / "mlruns").resolve().as_uri()) and where["tensorboard"] == str(out / "tensorboard" / "tiny")
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    client = MlflowClient(tracking_uri=(out / "mlruns").resolve().as_uri())
+    (run,) = client.search_runs([client.get_experiment_by_name("pathdep").experiment_id])
+    assert {k: run.data.metrics[k] for k in _expected_metrics(prof)} == pytest.approx(_expected_metrics(prof))
+    assert not client.list_artifacts(run.info.run_id, "figures")
