@@ -31,7 +31,7 @@ import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, is_dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -111,10 +111,10 @@ def collect(profile: Profile, study: Any, report_dir: Path) -> Logged:
 def config_of(study: Any) -> dict[str, Any]:
     """The study's spec as plain JSON values (an external study: its source description)."""
     spec = study.spec
-    if hasattr(spec, "model_dump"):
+    if hasattr(spec, "model_dump"):  # a trained study's StudySpec
         return spec.model_dump(mode="json")
-    meta = getattr(study, "meta", None)
-    return json.loads(json.dumps(meta if meta is not None else asdict(spec) if is_dataclass(spec) else {}))
+    meta = getattr(study, "meta", None)  # an ExternalStudy's study.json: source, model, task
+    return json.loads(json.dumps(meta if meta is not None else asdict(spec)))
 
 
 def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, str]:
@@ -268,7 +268,9 @@ def _tensorboard(b: Logged, report_dir: Path) -> str:
 
 def _markdown(df: pd.DataFrame) -> str:
     """A frame as a Markdown table (TensorBoard renders text as Markdown)."""
-    cell = lambda v: "" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v).replace("|", "\\|")  # noqa: E731
+    def cell(v: Any) -> str:
+        return "" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v).replace("|", "\\|")
+
     rows = [" | ".join(df.columns), " | ".join("---" for _ in df.columns)]
     rows += [" | ".join(cell(v) for v in row) for row in df.itertuples(index=False)]
     return "\n".join(rows)
