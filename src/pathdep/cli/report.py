@@ -40,10 +40,10 @@ def write_report(study: Study, out: Path | None = None, others: list[str] = (), 
 @app.command()
 def report(
     study: StudyArg,
+    log: Annotated[list[str] | None, typer.Option("--log", help="also log to wandb, mlflow or tensorboard (repeatable; offline unless configured)")] = None,
     store: StoreOpt = DEFAULT_STORE,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="output directory (default: STUDY/report)")] = None,
     with_: Annotated[list[str] | None, typer.Option("--with", help="another reported study of the store, for GF (repeatable)")] = None,
-    log: Annotated[list[str] | None, typer.Option("--log", help="also log to wandb, mlflow or tensorboard (repeatable; offline unless configured)")] = None,
 ) -> None:
     """Write STUDY's path-dependence profile: report.html (self-contained), profile.json, and a table.
 
