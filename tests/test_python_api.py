@@ -76,7 +76,7 @@ def test_profile_of_a_trained_study_is_the_reports_profile_as_a_tidy_frame(tmp_p
 
     study = Study.from_dict({"name": "api", "process": {"task": "two_features", "task_args": TASK_ARGS, "steps": 20,
                              "batch_size": 16, "model_args": {"hidden": [4]}, "checkpoints": {"every": 10}},
-                             "seeds": {"init": 4}}, store=tmp_path / "store")
+                             "seeds": {"init": 8}}, store=tmp_path / "store")
     study.run()
     measure_study(study, which=["properties", "behaviour", "behaviour_pairs"])
     prof = study.profile()
