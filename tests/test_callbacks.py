@@ -70,7 +70,7 @@ def test_hf_trainer_records_checkpoints_seeds_and_losses(tmp_path):
     model = Net(3)
     first = _params(model.net)
     args = TrainingArguments(output_dir=str(tmp_path / "hf"), max_steps=12, per_device_train_batch_size=16, learning_rate=0.05,
-                             logging_steps=1, save_strategy="no", report_to=[], use_cpu=True, disable_tqdm=True, seed=7,
+                             logging_steps=1, save_strategy="steps", save_steps=4, report_to=[], use_cpu=True, disable_tqdm=True, seed=7,
                              data_seed=11, dataloader_num_workers=0)
     seen = []
 
@@ -89,7 +89,7 @@ def test_hf_trainer_records_checkpoints_seeds_and_losses(tmp_path):
     with torch.no_grad():
         loss0 = nn.functional.binary_cross_entropy_with_logits(nn.Sequential(*_rebuild(first))(x[idx]).squeeze(-1), y[idx])
     study = Study.open(tmp_path / "store", "hf")
-    _assert_recorded(study, "seed3", [0, 5, 10, 12], first, _params(model.net), float(loss0))
+    _assert_recorded(study, "seed3", [0, 4, 5, 8, 10, 12], first, _params(model.net), float(loss0))  # every 5, and the Trainer's saves
     hf_losses = {e["step"]: e["loss"] for e in trainer.state.log_history if "loss" in e}
     assert study.train_log("seed3").set_index("step")["loss"].to_dict() == pytest.approx({s - 1: v for s, v in hf_losses.items()})
     record = study.runs().set_index("run").loc["seed3"]

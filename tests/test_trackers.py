@@ -205,3 +205,25 @@ def test_mlflow_and_tensorboard_default_to_folders_of_the_report(measured, tmp_p
     (run,) = client.search_runs([client.get_experiment_by_name("pathdep").experiment_id])
     assert {k: run.data.metrics[k] for k in _expected_metrics(prof)} == pytest.approx(_expected_metrics(prof))
     assert not client.list_artifacts(run.info.run_id, "figures")
+
+
+def test_a_recorded_study_logs_its_source_as_config_and_its_recorded_losses(tmp_path):
+    import torch
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from torch import nn
+
+    from pathdep.report.trackers import log_profile
+    from pathdep.sources import Recorder
+
+    rec = Recorder(tmp_path / "store", "mine", task="two_features", model="mlp", model_args={"hidden": [4]}, keys="order")
+    torch.manual_seed(0)  # the user's loop
+    net = nn.Sequential(nn.Linear(11, 4), nn.ReLU(), nn.Linear(4, 1))
+    rec.save("seed0", 0, net, loss=0.75, init_seed=0)
+    rec.log_loss("seed0", {1: 0.5, 2: 0.25})
+    study = Study.open(tmp_path / "store", "mine")
+    logdir = log_profile(["tensorboard"], Profile("mine", ()), study, tmp_path / "report")["tensorboard"]
+    acc = EventAccumulator(logdir, size_guidance={"scalars": 0, "tensors": 0})
+    acc.Reload()
+    assert [(e.step, e.value) for e in acc.Scalars("train_loss/seed0")] == [(0, 0.75), (1, 0.5), (2, 0.25)]
+    config = acc.Tensors("config/text_summary")[0].tensor_proto.string_val[0].decode()
+    assert json.loads(config.strip("`\n"))["source"] == "recorder"
