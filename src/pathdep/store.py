@@ -434,6 +434,13 @@ class StoredStudy:
     def root(self) -> Path:
         return study_dir(self.store, self.name)
 
+    def profile(self, others: list | None = None):
+        """The path-dependence profile from the stored tables (what ``pathdep report`` shows), a
+        :class:`pathdep.analyses.finding.Profile`; ``others``: other studies' profiles, for GF."""
+        from pathdep.analyses import profile  # the analyses read stores: imported where asked
+
+        return profile(self, others=others)
+
     def steps(self, run: str) -> list[int]:
         """Complete checkpoint steps of ``run``, ascending."""
         return self._files(run).steps()

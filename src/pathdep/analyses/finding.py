@@ -113,6 +113,26 @@ class Profile:
     def __iter__(self) -> Iterator[Finding]:
         return iter(self.findings)
 
+    def to_frame(self) -> Any:
+        """One tidy ``pandas.DataFrame`` row per finding: id, question, headline, value, low, high,
+        place (on the question's spectrum, where findings have one), verdict, measured.
+
+        >>> Profile("s", (not_measured("F", "no interventions"),)).to_frame()[["id", "value", "measured"]]
+          id  value  measured
+        0  F    NaN     False
+        """
+        import pandas as pd
+
+        def num(v: Any) -> float:
+            return float(v) if isinstance(v, (int, float)) and v is not None and math.isfinite(v) else math.nan
+
+        rows = [{"id": f.id, "question": f.question, "headline": f.headline, "value": num(f.value),
+                 "low": num(f.ci[0]) if f.ci is not None else math.nan,
+                 "high": num(f.ci[1]) if f.ci is not None else math.nan,
+                 "place": getattr(f, "place", None), "verdict": f.verdict, "measured": f.measured} for f in self]
+        return pd.DataFrame(rows, columns=["id", "question", "headline", "value", "low", "high", "place", "verdict",
+                                           "measured"])
+
     def __getitem__(self, id: str) -> Finding:
         for f in self.findings:
             if f.id == id:

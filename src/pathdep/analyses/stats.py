@@ -93,7 +93,14 @@ def permutation_test(stat: Callable[[np.ndarray], float], labels: np.ndarray, rn
 
 
 def dip_test(x: np.ndarray) -> tuple[float, float]:
-    """Hartigan's dip statistic and its p-value (small p: not unimodal). NaN below 4 values."""
+    """Hartigan's dip statistic and its p-value (small p: not unimodal). NaN below 4 values.
+
+    >>> rng = np.random.default_rng(0)
+    >>> one = rng.normal(size=200)                                       # one mode
+    >>> two = np.concatenate([rng.normal(-3, 1, 100), rng.normal(3, 1, 100)])  # two modes
+    >>> dip_test(one)[1] > 0.5, dip_test(two)[1] < 0.01
+    (True, True)
+    """
     import diptest
 
     x = np.asarray(x, dtype=float)

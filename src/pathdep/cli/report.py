@@ -17,13 +17,17 @@ from pathdep.study import DEFAULT_STORE, Study
 console = Console()
 
 
-def write_report(study: Study, out: Path | None = None, others: list[str] = ()) -> Path:
+def write_report(study: Study, out: Path | None = None, others: list[str] = (), log: list[str] = ()) -> Path:
     """Render the study's report (from stored tables only), print its table, return the HTML path.
 
-    ``others`` names studies of the same store whose reports exist: their profiles enter GF.
+    ``others`` names studies of the same store whose reports exist: their profiles enter GF;
+    ``log`` names experiment trackers to log the profile to (:mod:`pathdep.report.trackers`).
     """
     from pathdep.measure.measurement import measurement_status
     from pathdep.report import render
+    from pathdep.report.trackers import log_profile, require
+
+    require(log)  # a missing tracker library is reported before anything is written
 
     profiles = [stored_profile(study.store, name) for name in others]
     with study.pinned():  # every table from one committed measurement
@@ -37,12 +41,15 @@ def write_report(study: Study, out: Path | None = None, others: list[str] = ()) 
         console.print(f"[bold red]{escape(w)}[/]")
     console.print(rep.table())
     console.print(f"report: {rep.html}\nprofile: {rep.json}")
+    for name, where in log_profile(log, rep.profile, study, rep.html.parent).items():
+        console.print(f"{name}: {where}")
     return rep.html
 
 
 @app.command()
 def report(
     study: StudyArg,
+    log: Annotated[list[str] | None, typer.Option("--log", help="also log to wandb, mlflow or tensorboard (repeatable; offline unless configured)")] = None,
     store: StoreOpt = DEFAULT_STORE,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="output directory (default: STUDY/report)",
                                              callback=check_dir_out("--out"))] = None,
@@ -56,7 +63,7 @@ def report(
     measurements are absent are listed as not measured. With --with OTHER (three studies or more
     in all), GF reports the general factor across the studies' profiles.
     """
-    write_report(open_study(study, store, factory), out, with_ or [])
+    write_report(open_study(study, store, factory), out, with_ or [], log or [])
 
 
 def stored_profile(store: Path, name: str):

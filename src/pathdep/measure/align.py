@@ -110,6 +110,21 @@ def weight_matching(
     Coordinate descent: the permutations are visited in an order drawn from ``seed`` each sweep;
     it stops when a sweep improves no pair's objective. Apply the result with
     ``apply_permutation(spec, params_b, perms)``.
+
+    A permuted network computes the same function, and weight matching finds the permutation back:
+
+    >>> from pathdep.models.mlp import MLP
+    >>> mlp = MLP(d_in=4, hidden=(8,), d_out=2)
+    >>> a = mlp.init_population([0])                                     # one member: (1, ...)
+    >>> shuffled = {"P0": torch.randperm(8, generator=torch.Generator().manual_seed(1))[None]}  # (1, 8)
+    >>> b = apply_permutation(mlp.permutation_spec, a, shuffled)
+    >>> x = torch.randn(1, 16, 4, generator=torch.Generator().manual_seed(2))
+    >>> torch.allclose(mlp.apply(a, x), mlp.apply(b, x), atol=1e-6)
+    True
+    >>> found = weight_matching(mlp.permutation_spec, a, b)
+    >>> aligned = apply_permutation(mlp.permutation_spec, b, found)
+    >>> all(torch.equal(aligned[k], a[k]) for k in a)
+    True
     """
     check_same_layout(params_a, params_b, "weight matching")
     perms = identity_perms(spec, params_b)

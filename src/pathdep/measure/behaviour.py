@@ -79,6 +79,10 @@ def agreement(pred_a: Tensor, pred_b: Tensor | None = None) -> Tensor:
     """Fraction of examples with equal predicted labels, rows of ``pred_a`` vs rows of ``pred_b``.
 
     pred (M, N) integer labels -> (M, S). One matrix product over one-hot labels.
+
+    >>> agreement(torch.tensor([[0, 1, 1, 0], [0, 1, 0, 0]]))
+    tensor([[1.0000, 0.7500],
+            [0.7500, 1.0000]], dtype=torch.float64)
     """
     pred_b = pred_a if pred_b is None else pred_b
     n_classes = int(max(pred_a.max(), pred_b.max())) + 1

@@ -136,5 +136,15 @@ def similarity_paired(
 
 
 def cka(xa: Tensor, xb: Tensor | None = None, *, debiased: bool = False) -> Tensor:
-    """Linear CKA (or debiased linear CKA) of every member pair: (R, S). See :func:`similarity_matrix`."""
+    """Linear CKA (or debiased linear CKA) of every member pair: (R, S). See :func:`similarity_matrix`.
+
+    ``xa`` (R, N, d) and ``xb`` (S, N, e): the activations of R and S members on the same N examples.
+    CKA is 1 under a rotation and an isotropic scaling of the features, and lower for unrelated ones:
+
+    >>> g = torch.Generator().manual_seed(0)
+    >>> x = torch.randn(1, 50, 8, generator=g)
+    >>> q, _ = torch.linalg.qr(torch.randn(8, 8, generator=g))  # an orthogonal matrix
+    >>> round(cka(x, 3 * x @ q).item(), 6), round(cka(x, torch.randn(1, 50, 8, generator=g)).item(), 2)
+    (1.0, 0.19)
+    """
     return similarity_matrix(xa, xb, procrustes=False)["cka_debiased" if debiased else "cka"]

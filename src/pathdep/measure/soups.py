@@ -24,7 +24,11 @@ from pathdep.tasks.base import Split, Task
 
 
 def uniform_soup(params: Params) -> Params:
-    """Mean of every member's weights: (R, ...) -> (1, ...)."""
+    """Mean of every member's weights: (R, ...) -> (1, ...).
+
+    >>> uniform_soup({"w": torch.tensor([[1.0, 2.0], [3.0, 4.0]])})
+    {'w': tensor([[2., 3.]])}
+    """
     return {k: v.double().mean(0, keepdim=True).to(v.dtype) for k, v in params.items()}
 
 

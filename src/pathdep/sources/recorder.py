@@ -105,10 +105,14 @@ class Recorder:
         write_record(self.store, self.name, run_record(run, "base", init_seed, data_seed, source="recorder"))
         write_checkpoint(self.store, self.name, run, step, params, {"source": {"kind": "recorder", "study": self.name}})
         if loss is not None:
-            path = st.run_dir(self.store, self.name, run) / TRAIN_LOG_FILE
-            log = st.read_json(path) if path.is_file() else {}
-            log[str(step)] = float(loss)
-            st.write_json(path, log)
+            self.log_loss(run, {step: loss})
+
+    def log_loss(self, run: str, losses: Mapping[int, float]) -> None:
+        """Add ``{step: training loss}`` of ``run`` (saved already) to its training log."""
+        path = st.run_dir(self.store, self.name, run) / TRAIN_LOG_FILE
+        log = st.read_json(path) if path.is_file() else {}
+        log |= {str(int(s)): float(v) for s, v in losses.items()}
+        st.write_json(path, log)
 
     def _params(self, obj: nn.Module | Mapping[str, Tensor]) -> Params:
         got = dict(obj.named_parameters()) if isinstance(obj, nn.Module) else dict(obj)
