@@ -149,6 +149,24 @@ def _one_solution(runs: int, rng: np.random.Generator, spread: float) -> FakeDat
     return FakeData(final, 0.95 + spread * rng.normal(size=runs), np.arange(runs))
 
 
+def _two_groups(shift: float, rng: np.random.Generator, runs: int = 16) -> FakeData:
+    """Two tight groups of runs (by data order, say) whose soft correctness differs by ``shift``
+    on every probe example: a split any null rejects, of a size set by ``shift``."""
+    base = np.tanh(rng.normal(0, 2, (1, 500)) / 2) * 0.9
+    group = np.arange(runs) % 2
+    final = base + shift * group[:, None] + 1e-4 * rng.normal(size=(runs, 500))  # (R, N)
+    return FakeData(final, 0.95 + 0.001 * group, np.arange(runs))
+
+
+def test_clusters_whose_answers_barely_differ_are_one_population():
+    rng = np.random.default_rng(21)
+    tiny = analyse_c(_two_groups(0.005, rng))  # as the convex control's two data orders
+    assert tiny.value == 1 and tiny.details["separation"] == pytest.approx(0.005, rel=0.05)
+    assert "2 clusters beat a one-cluster null" in tiny.verdict and "below the 0.02" in tiny.verdict
+    real = analyse_c(_two_groups(0.3, rng))
+    assert real.value == 2 and real.details["separation"] == pytest.approx(0.3, rel=0.05)
+
+
 def test_too_few_runs_are_not_measured_with_the_minimum_named():
     data = _one_solution(3, np.random.default_rng(10), 0.05)
     fc, fe = analyse_c(data), analyse_e(data)
