@@ -328,3 +328,20 @@ def test_a_held_out_r2_below_zero_reads_as_no_predictive_power():
     assert h.reading(0.42, (0.1, 0.6), 0.0, "regress") == "0.42"
     assert h.reading(0.55, (0.45, 0.7), 0.5, "classify") == "0.55 (not above chance)"
     assert h.reading(0.9, (0.8, 1.0), 0.5, "classify") == "0.90"
+
+
+def test_g_survival_counts_only_what_runs_do_not_share():
+    from pathdep.analyses.g import survival
+
+    rng = np.random.default_rng(5)
+    alike = np.ones((8, 3))  # every run keeps its middle (CKA 1) ...
+    same_end = np.ones((8, 8))  # ... and every run ends as every other (a convex problem)
+    value, ci = survival(alike, 1, None, same_end, rng)
+    assert value == pytest.approx(0.0) and ci[0] <= 0.0 <= ci[1] + 1e-12
+    apart = np.full((8, 8), 0.4)  # runs end apart, each keeps its own middle
+    value, ci = survival(alike, 1, None, apart, rng)
+    assert value == pytest.approx(0.6) and ci[0] > 0.3
+    overlap = np.full((8, 3), 0.12)  # top-k overlap at chance
+    assert survival(overlap, 1, 0.12, None, rng)[0] == pytest.approx(0.0)
+    assert survival(np.ones((8, 3)), 1, 0.12, None, rng)[0] == pytest.approx(1.0)
+    assert survival(alike, 1, None, None, rng) is None

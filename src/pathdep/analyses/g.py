@@ -8,7 +8,10 @@
   chosen by BIC (see :func:`pathdep.analyses.stats.fit_transition`).
 
 Headline: the mean top-k overlap between the mid-training checkpoint and the final one (CKA when
-no importance is stored); the interval resamples runs.
+no importance is stored); the interval resamples runs. Survival is path dependence only beyond
+what every run shares (a convex problem's runs all keep their middle, and all end alike), so
+``survival`` reads the overlap as skill over chance, or a run's CKA(mid, own end) minus the CKA
+between different runs' ends; the spectrum places G by it.
 
 Least data: 5 runs (the interval resamples runs; see A) and 3 checkpoints (a mid-training
 checkpoint that is neither the start nor the end).
@@ -70,6 +73,48 @@ def _cka_curves(data: StudyData, runs: list[str]) -> dict[str, tuple[np.ndarray,
     return out
 
 
+def _between_final_cka(data: StudyData, runs: list[str], layer: str) -> np.ndarray | None:
+    """CKA (R, R) of one layer between different runs' final checkpoints (NaN where unmeasured)."""
+    t = data.table("cka")
+    if t is None:
+        return None
+    last, pos = data.final_step, {r: i for i, r in enumerate(runs)}
+    t = t[(t["layer"].astype(str) == layer) & (t["run_a"] != t["run_b"]) & (t["step_a"] == last)
+          & (t["step_b"] == last) & t["run_a"].isin(pos) & t["run_b"].isin(pos)]
+    if "probe" in t and len(t):
+        t = t[t["probe"] == (data.main_probe if (t["probe"] == data.main_probe).any() else t["probe"].iloc[0])]
+    if t.empty:
+        return None
+    m = np.full((len(runs), len(runs)), np.nan)
+    i, j = t["run_a"].map(pos).to_numpy(), t["run_b"].map(pos).to_numpy()
+    m[i, j] = m[j, i] = t["cka"].to_numpy(dtype=float)
+    return m
+
+
+def survival(vals: np.ndarray, mid: int, chance: float | None, between: np.ndarray | None,
+             rng: np.random.Generator) -> tuple[float, tuple[float, float]] | None:
+    """How much of a run's mid-training structure survives beyond what every run shares, with an
+    interval over resampled runs: top-k overlap as skill over chance, (o - c) / (1 - c), or a run's
+    CKA(mid, own end) minus the CKA between different runs' ends. None when neither applies.
+
+    vals (R, T); between (R, R) with NaN on the diagonal and where unmeasured.
+    """
+    if chance is not None:
+        skill = (vals[:, mid] - chance) / (1 - chance)
+        ci, _ = stats.bootstrap(lambda i: skill[i].mean(), skill.size, rng)
+        return float(skill.mean()), ci
+    if between is None:
+        return None
+    np.fill_diagonal(between, np.nan)
+
+    def contrast(i: np.ndarray) -> float:
+        b = between[np.ix_(i, i)]
+        return float(vals[i, mid].mean() - np.nanmean(b)) if np.isfinite(b).any() else float("nan")
+
+    ci, _ = stats.bootstrap(contrast, vals.shape[0], rng, n_boot=300)
+    return contrast(np.arange(vals.shape[0])), ci
+
+
 def _transitions(data: StudyData, runs: list[str]) -> dict[str, object]:
     fits = []
     for run in runs[:MAX_TRANSITION_RUNS]:
@@ -111,12 +156,21 @@ def analyse_g(data: StudyData) -> Finding:
     for n, (s, v) in curves.items():
         details[f"{n} by step"] = dict(zip(map(int, s), v.mean(0).round(4).tolist()))
     details |= {"mid_step": int(steps[mid])}
+    chance = details.get("chance_overlap") if name.startswith("top-") else None
+    between = None if chance is not None else _between_final_cka(data, runs, name.removeprefix("CKA "))
+    surv = survival(vals, mid, chance, between, data.rng(0x61))
+    if surv is not None:
+        details |= {"survival": surv[0], "survival_ci": surv[1],
+                    "survival_reads": "top-k overlap as skill over chance" if chance is not None
+                    else "CKA(mid, own end) minus CKA between different runs' ends"}
     tr = _transitions(data, runs)
     if tr:
         details["transitions"] = tr
     verdict = f"{name} between step {steps[mid]} and the end: {value:.2f}"
     if imp is not None:
         verdict += f" (chance {details['chance_overlap']:.2f})"
+    if surv is not None:
+        verdict += f"; beyond what runs share: {round(surv[0], 2) + 0.0:.2f} ({details['survival_reads']})"
     if tr:
         verdict += f"; abrupt loss transitions in {tr['abrupt_fraction']:.0%} of {tr['runs_fitted']} runs"
 
