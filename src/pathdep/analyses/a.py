@@ -124,7 +124,7 @@ def _data_order(data: StudyData, runs: list[str]) -> tuple[dict[str, object], st
     return details, verdict
 
 
-@analysis("A", min_runs=5)
+@analysis("A", tables=("behaviour", "properties"), min_runs=5)
 def analyse_a(data: StudyData) -> Finding:
     """Spread across seeds of the final models (see the module docstring)."""
     runs, step, probe = data.reference, data.final_step, data.main_probe

@@ -48,7 +48,7 @@ def _variant_runs(data: StudyData) -> tuple[list[str], np.ndarray, list[str]]:
     return runs, labels, variants
 
 
-@analysis("B", min_setup_variants=2, min_setup_runs=7)
+@analysis("B", tables=("behaviour", "properties"), min_setup_variants=2, min_setup_runs=7)
 def analyse_b(data: StudyData) -> Finding:
     """Between- vs within-variant dissimilarity of the final models (see the module docstring)."""
     runs, labels, variants = _variant_runs(data)

@@ -119,7 +119,7 @@ def _split_words(cl: stats.Clustering, split: stats.Clustering, sep: float) -> s
     return f" (no split beats a one-cluster null: p = {cl.p_value:.2g})"
 
 
-@analysis("C", min_runs=MIN_RUNS)  # a split of fewer runs cannot be told from noise (nulls of 8-64 runs)
+@analysis("C", tables=("behaviour", "properties"), min_runs=MIN_RUNS)  # a split of fewer runs cannot be told from noise (nulls of 8-64 runs)
 def analyse_c(data: StudyData) -> Finding:
     """Clusters of final behaviour, dip test on the solution property (see the module docstring)."""
     runs, step = data.reference, data.final_step

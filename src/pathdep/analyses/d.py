@@ -84,7 +84,7 @@ def _nudge(data: StudyData, cents: np.ndarray, labels: np.ndarray, runs: list[st
             "toward_in_other_cluster": bool(np.all(parent_cluster != target))}
 
 
-@analysis("D", min_runs=8, min_checkpoints=3)  # C's clusters; a step between start and end
+@analysis("D", tables=("behaviour",), min_runs=8, min_checkpoints=3)  # C's clusters; a step between start and end
 def analyse_d(data: StudyData) -> Finding:
     """Stability of cluster membership through training and the nudge test."""
     runs = data.reference

@@ -5,9 +5,12 @@ examples), property curves (runs x steps), the reference population. Analyses ne
 measure; when an input is absent they raise :class:`NotMeasured`, which the analysis turns into a
 finding marked "not measured in this study".
 
-Each analysis declares the least data it needs in its decorator (``@analysis("H", min_runs=10,
-min_inits=5)``); the kinds of data it can ask for are the rows of :data:`COUNTS`. A study with
-less gets "not measured: needs >= 10 runs (got 3)" instead of a number computed from too little.
+Each analysis declares in its decorator the tables it reads and the least data it needs
+(``@analysis("LMC", tables=("barriers",), min_runs=5)``); the kinds of data it can ask for are
+the rows of :data:`COUNTS`. A study with less gets "not measured: the 'barriers' table is
+missing" or "not measured: needs >= 5 runs (got 3)" instead of a number computed from too
+little. The runs and steps a study's measurement covers come from what was committed with its
+tables (:attr:`StudyData.measured`), so a finding needs no table it does not read.
 """
 
 from __future__ import annotations
@@ -77,6 +80,30 @@ class StudyData:
         return t
 
     @cached_property
+    def measured(self) -> dict[str, set[int]]:
+        """{run: steps} the study's measurement covers, as committed with its tables: the measured
+        steps of the first table of :data:`COVERAGE` stored (so a study measured with only the
+        tables one finding reads knows its runs); for tables committed without that record, the
+        runs and steps of the ``properties`` table."""
+        manifest = self.study.measurement() if hasattr(self.study, "measurement") else None
+        entries, bases = (manifest or {}).get("tables", {}), (manifest or {}).get("bases", {})
+        for name in COVERAGE:
+            basis = bases.get((entries.get(name) or {}).get("basis") or "")
+            if basis and isinstance(basis.get("measured"), dict):
+                return {str(r): {int(s) for s in steps} for r, steps in basis["measured"].items()}
+        out: dict[str, set[int]] = {}
+        props = self.table("properties")
+        if props is None or props.empty:
+            raise NotMeasured(f"nothing is measured (run `pathdep measure {self.name}`)")
+        for run, step in zip(props["run"], props["step"]):
+            out.setdefault(str(run), set()).add(int(step))
+        return out
+
+    def measured_at(self, step: int) -> set[str]:
+        """Runs the measurement covers at ``step``."""
+        return {run for run, steps in self.measured.items() if step in steps}
+
+    @cached_property
     def reference(self) -> list[str]:
         """The population of seeds: runs trained from init (no fork), of the plain variant
         ("base", else the most populous variant without an intervention), measured at the end."""
@@ -86,8 +113,7 @@ class StudyData:
             raise NotMeasured("the study has no runs trained from init without an intervention")
         variant = "base" if (plain["variant"] == "base").any() else plain["variant"].value_counts().index[0]
         names = list(plain.loc[plain["variant"] == variant, "run"])
-        props = self.need("properties")
-        measured = set(props.loc[props["step"] == self.final_step, "run"])
+        measured = self.measured_at(self.final_step)
         names = [n for n in names if n in measured]
         if len(names) < 2:
             raise NotMeasured(needs(2, f"runs of variant {variant!r} measured at the final step", len(names)))
@@ -99,9 +125,7 @@ class StudyData:
         only variants with 2 or more such runs (a within-variant spread needs a pair)."""
         r = self.runs
         plain = r[r["fork"].isna() & r["intervention"].isna()]
-        props = self.need("properties")
-        measured = set(props.loc[props["step"] == self.final_step, "run"])
-        plain = plain[plain["run"].isin(measured)]
+        plain = plain[plain["run"].isin(self.measured_at(self.final_step))]
         out = {str(v): list(g["run"]) for v, g in plain.groupby("variant")}
         return {v: runs for v, runs in sorted(out.items()) if len(runs) >= 2}
 
@@ -128,11 +152,9 @@ class StudyData:
 
     @cached_property
     def checkpoints(self) -> list[int]:
-        """Steps at which every reference run has its properties measured."""
-        p = self.need("properties")
-        runs = set(self.reference)
-        counts = p[p["run"].isin(runs)].groupby("step")["run"].nunique()
-        return sorted(int(s) for s, c in counts.items() if c == len(runs))
+        """Steps at which the measurement covers every reference run."""
+        steps = [self.measured.get(run, set()) for run in self.reference]
+        return sorted(set.intersection(*steps)) if steps else []
 
     @cached_property
     def final_step(self) -> int:
@@ -146,7 +168,11 @@ class StudyData:
     @cached_property
     def probes(self) -> list[str]:
         """Behaviour probes, task probes first (they carry the solution type), then ``test``."""
-        have = set(self.need("behaviour")["probe"].unique())
+        return self.probe_order(self.need("behaviour")["probe"].unique())
+
+    def probe_order(self, have: Any) -> list[str]:
+        """The probes of ``have`` (names a table holds), task probes first, then ``test``, then the rest."""
+        have = {str(p) for p in have}
         order = [*self.study.task.probes, "test"]
         return [p for p in order if p in have] + sorted(have - set(order))
 
@@ -247,6 +273,9 @@ class Count:
     hint: str = ""
 
 
+COVERAGE = ("properties", "behaviour", "behaviour_pairs", "cka", "interpolation", "barriers", "soups",
+            "importance", "static")  # the measured tables, in the order the runs and steps they cover are read
+
 COUNTS: dict[str, Count] = {
     "runs": Count("runs", lambda d: len(d.reference), "train runs from init ([seeds])"),
     "inits": Count("init seeds", lambda d: int(d.seeds(d.reference)["init_seed"].nunique())),
@@ -261,18 +290,38 @@ COUNTS: dict[str, Count] = {
 }
 
 
+def missing_tables(data: StudyData, tables: tuple[tuple[str, ...], ...]) -> str | None:
+    """Why ``data`` lacks a table of ``tables`` (each entry: a table, or tables any one of which
+    will do), or None when every entry has a stored, non-empty table (or no store is behind
+    ``data``: arrays it hands out from memory)."""
+    if getattr(data, "study", None) is None:
+        return None
+    for names in tables:
+        if not any(data.table(n) is not None and not data.table(n).empty for n in names):
+            what = (f"the {names[0]!r} table is missing" if len(names) == 1 else
+                    "neither the " + " nor the ".join(repr(n) for n in names) + " table is stored")
+            return f"{what} (run `pathdep measure {data.name} --only {' --only '.join(names)}`)"
+    return None
+
+
 def analysis(id: str, applies: Callable[[StudyData], None] | None = None,
+             tables: tuple[str | tuple[str, ...], ...] = (),
              **minimum: int) -> Callable[[Callable[[StudyData], Finding]], Callable[[Any], Finding]]:
     """Make ``fn(data) -> Finding`` an analysis of a study: it accepts a Study or a StudyData, and
     a missing input becomes a finding marked "not measured in this study" with the reason.
 
-    ``minimum`` declares the least data the analysis needs, as ``min_<kind>=n`` for the kinds of
-    :data:`COUNTS` (checked in the order given, after ``applies``, which raises
-    :class:`NotMeasured` when the question does not apply to the study at all). The declaration
-    is kept on the analysis as ``.needs``:
+    ``tables`` declares the measurement tables the analysis reads and cannot do without (an
+    entry that is a tuple of tables: any one of them will do); tables it only adds details
+    from are not named. ``minimum`` declares the least data it needs, as ``min_<kind>=n`` for
+    the kinds of :data:`COUNTS`. They are checked after ``applies`` (which raises
+    :class:`NotMeasured` when the question does not apply to the study at all): the tables
+    first, then the minimums in the order given. The declarations are kept on the analysis as
+    ``.tables`` and ``.needs``:
 
-    >>> @analysis("X", min_runs=10, min_inits=5)
+    >>> @analysis("X", tables=("behaviour", ("static", "importance")), min_runs=10, min_inits=5)
     ... def analyse_x(data): ...
+    >>> analyse_x.tables
+    (('behaviour',), ('static', 'importance'))
     >>> analyse_x.needs
     {'runs': 10, 'inits': 5}
     """
@@ -281,6 +330,11 @@ def analysis(id: str, applies: Callable[[StudyData], None] | None = None,
     if unknown:
         raise ValueError(f"The keyword arguments of analysis({id!r}) must be minimums from "
                          f"{['min_' + c for c in COUNTS]}. Got {unknown[0]!r} instead.")
+    reads = tuple((t,) if isinstance(t, str) else tuple(t) for t in tables)
+    strange = [n for names in reads for n in names if n not in COVERAGE]
+    if strange:
+        raise ValueError(f"The 'tables' parameter of analysis({id!r}) must name tables from {list(COVERAGE)}. "
+                         f"Got {strange[0]!r} instead.")
 
     def wrap(fn: Callable[[StudyData], Finding]) -> Callable[[Any], Finding]:
         @functools.wraps(fn)
@@ -289,6 +343,9 @@ def analysis(id: str, applies: Callable[[StudyData], None] | None = None,
             try:
                 if applies is not None:
                     applies(data)
+                lacking = missing_tables(data, reads)
+                if lacking is not None:
+                    return not_measured(id, lacking)
                 for kind, n in wanted.items():
                     count = COUNTS[kind]
                     got = count.of(data)
@@ -298,6 +355,7 @@ def analysis(id: str, applies: Callable[[StudyData], None] | None = None,
             except NotMeasured as e:
                 return not_measured(id, str(e))
 
+        run.tables = reads  # type: ignore[attr-defined]
         run.needs = dict(wanted)  # type: ignore[attr-defined]
         return run
 

@@ -131,7 +131,7 @@ def score_interval(samples: np.ndarray, value: float) -> tuple[float, float]:
     return min(lo, value), max(hi, value)
 
 
-@analysis("E", min_runs=MIN_RUNS, min_inits=MIN_GROUPS, min_checkpoints=2)  # grouped 5-fold, each fit on >= 6 runs
+@analysis("E", tables=("behaviour", "properties"), min_runs=MIN_RUNS, min_inits=MIN_GROUPS, min_checkpoints=2)  # grouped 5-fold, each fit on >= 6 runs
 def analyse_e(data: StudyData) -> Finding:
     """Held-out predictivity of the final outcome from each checkpoint (see the module docstring)."""
     runs = data.reference

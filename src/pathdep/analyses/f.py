@@ -114,7 +114,7 @@ def _effects(summary: dict[str, object], prop: str, ends: tuple[str, str] | None
     return text + ", no lasting effect detected"
 
 
-@analysis("F", min_matched=MIN_PAIRS)
+@analysis("F", tables=("properties",), min_matched=MIN_PAIRS)
 def analyse_f(data: StudyData) -> Finding:
     """Signed immediate vs final effects of interventions, against matched controls."""
     m = _matched(data)

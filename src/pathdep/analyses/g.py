@@ -46,7 +46,7 @@ def _importance(data: StudyData, runs: list[str]) -> tuple[np.ndarray, np.ndarra
     if t is None or t.empty:
         return None
     ablation = "mean" if (t["ablation"] == "mean").any() else t["ablation"].iloc[0]
-    probe = data.main_probe if (t["probe"] == data.main_probe).any() else t["probe"].iloc[0]
+    probe = data.probe_order(t["probe"].unique())[0]  # the main probe, read from this table alone
     t = t[(t["ablation"] == ablation) & (t["probe"] == probe) & t["run"].isin(runs) & t["unit"].notna() & (t["unit"] >= 0)]
     wide = t.pivot_table(index=["step", "run"], columns=["layer", "unit"], values="delta_loss")
     steps = np.array(sorted(s for s in wide.index.get_level_values(0).unique()
@@ -64,7 +64,7 @@ def _cka_curves(data: StudyData, runs: list[str]) -> dict[str, tuple[np.ndarray,
         return {}
     t = t[(t["run_a"] == t["run_b"]) & (t["step_b"] == data.final_step) & t["run_a"].isin(runs)]
     if "probe" in t:
-        t = t[t["probe"] == (data.main_probe if (t["probe"] == data.main_probe).any() else t["probe"].iloc[0])] if len(t) else t
+        t = t[t["probe"] == data.probe_order(t["probe"].unique())[0]] if len(t) else t
     out = {}
     for layer, g in t.groupby("layer"):
         wide = g.pivot_table(index="run_a", columns="step_a", values="cka").reindex(runs).dropna(axis=1)
@@ -129,7 +129,7 @@ def _transitions(data: StudyData, runs: list[str]) -> dict[str, object]:
             "criterion": "sigmoid beats exponential and power-law decay of log loss by BIC > 10, 10-90% width < 20% of training"}
 
 
-@analysis("G", min_runs=5, min_checkpoints=3)
+@analysis("G", tables=(("importance", "cka"),), min_runs=5, min_checkpoints=3)
 def analyse_g(data: StudyData) -> Finding:
     """Survival of important components and representations (see the module docstring)."""
     runs = data.reference

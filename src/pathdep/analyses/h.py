@@ -91,7 +91,7 @@ def _early_features(data: StudyData, runs: list[str]) -> tuple[np.ndarray, np.nd
     return data.props_at(runs, list(at)), at  # (R, P), (R,)
 
 
-@analysis("H", min_runs=10, min_inits=5)
+@analysis("H", tables=("behaviour", "properties", ("static", "importance")), min_runs=10, min_inits=5)
 def analyse_h(data: StudyData) -> Finding:
     """Static measures vs early learning order as held-out predictors of the outcome."""
     runs = data.reference

@@ -117,7 +117,7 @@ def _soup_gains(data: StudyData) -> dict[str, float]:
     return out
 
 
-@analysis("LMC", min_runs=5)  # the interval resamples runs (as A's)
+@analysis("LMC", tables=("barriers",), min_runs=5)  # the interval resamples runs (as A's)
 def analyse_lmc(data: StudyData) -> Finding:
     """Barrier matrices, their clusters, instability vs fork step, soup gains."""
     bar = data.need("barriers")

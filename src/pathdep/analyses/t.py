@@ -93,7 +93,7 @@ def _cka_pair(data: StudyData, runs: list[str], mid: int, rng: np.random.Generat
     return out
 
 
-@analysis("T", min_runs=5, min_checkpoints=2)
+@analysis("T", tables=("behaviour",), min_runs=5, min_checkpoints=2)
 def analyse_t(data: StudyData) -> Finding:
     """Mid-vs-final within runs against final-vs-final between runs (see the module docstring)."""
     runs, last = data.reference, data.final_step

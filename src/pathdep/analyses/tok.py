@@ -46,7 +46,7 @@ def token_level(data: StudyData) -> None:
         raise NotMeasured("the task is not token-level (no language model)")
 
 
-@analysis("TOK", applies=token_level, min_runs=5)
+@analysis("TOK", applies=token_level, tables=("behaviour",), min_runs=5)
 def analyse_tok(data: StudyData) -> Finding:
     """Per-token agreement, PCA and curve shapes (see the module docstring)."""
     runs = data.reference[:MAX_RUNS]

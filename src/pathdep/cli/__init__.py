@@ -11,17 +11,92 @@ from __future__ import annotations
 
 import errno
 import os
+import shlex
 import sys
+from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
+from typer.core import TyperCommand, TyperGroup
 
-app = typer.Typer(
+
+class _PlainHelp:
+    """Help as written: brackets in help text are shown, not read as rich markup (``[measure]``),
+    and a flag shows no value type (``--replace``, not ``--replace <bool>``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.help:
+            self.help = escape(self.help)
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        params = super().get_params(ctx)  # type: ignore[misc]
+        for p in params:
+            if getattr(p, "is_flag", False) and p.metavar is None:
+                p.metavar = ""
+            if getattr(p, "help", None) and not getattr(p, "_help_escaped", False):
+                p.help, p._help_escaped = escape(p.help), True
+        return params
+
+
+class _Command(_PlainHelp, TyperCommand):
+    pass
+
+
+class _Group(_PlainHelp, TyperGroup):
+    pass
+
+
+class _Typer(typer.Typer):
+    def command(self, *args: Any, cls: type | None = None, **kwargs: Any) -> Any:
+        return super().command(*args, cls=cls or _Command, **kwargs)
+
+
+app = _Typer(
     name="pathdep",
     help="Measure path dependence in neural-network training.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=_Group,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def version() -> str:
+    """The installed pathdep's version."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed("pathdep")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"pathdep {version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    show_version: Annotated[bool, typer.Option("--version", help="print the version and exit", is_eager=True,
+                                               callback=_print_version)] = False,
+) -> None:
+    """Measure path dependence in neural-network training."""
+
+
+INTERRUPTED = 130  # the exit code of a command stopped by Ctrl-C (128 + SIGINT)
+
+# what rerunning an interrupted command does (the same command line, run again)
+RESUMES = {
+    "run": "resumes from the last checkpoint",
+    "demo": "resumes from the last checkpoint",
+    "measure": "measures again (the tables committed before are intact)",
+    "import-suite": "resumes with the checkpoints not yet imported",
+}
 
 # errors the operating system reports for a store or file the user pointed at
 OS_ERRORS = {
@@ -112,6 +187,15 @@ def os_line(e: OSError) -> str:
             "Free space, or choose a store or path you can write (--store, --out).")
 
 
+def interrupted_line(argv: list[str]) -> str:
+    """What Ctrl-C leaves behind, and what running the same command again does."""
+    command = next((a for a in argv if not a.startswith("-")), "")
+    again = RESUMES.get(command)
+    if again is None:
+        return "interrupted"
+    return f"interrupted; `{shlex.join(['pathdep', *argv])}` {again}"
+
+
 def _fail(message: str, code: int) -> int:
     for line in message.splitlines() or [""]:  # a spec with several faults: one line each
         typer.secho(f"error: {line}", err=True, fg="red")
@@ -126,6 +210,7 @@ def invoke(argv: list[str] | None = None) -> int:
     """
     from pathdep.errors import PathdepError
 
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
         result = app(args=argv, prog_name="pathdep", standalone_mode=False)
     except PathdepError as e:
@@ -136,13 +221,16 @@ def invoke(argv: list[str] | None = None) -> int:
             return 0
         return _fail(usage_line(e), 2)
     except _aborts():
-        return 130
+        typer.secho(interrupted_line(argv), err=True, fg="yellow")
+        return INTERRUPTED
     except OSError as e:
         if e.errno == errno.EPIPE:
             return 1
         if e.errno not in OS_ERRORS:
             raise
         return _fail(os_line(e), 2)
+    if result == INTERRUPTED:  # typer >= 0.22 turns Ctrl-C into this exit code (older ones raise Abort)
+        typer.secho(interrupted_line(argv), err=True, fg="yellow")
     return result if isinstance(result, int) else 0
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated
 
 import numpy as np
+import pandas as pd
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -40,10 +41,16 @@ def train(study: Study, workers: int = 0, ray: str | None = None, replace: bool 
 
     _log_to_console()
     growth = study.growth(replace)  # a refused change stops here, before anything is printed or written
+    executor = (ray_executor(RayExecutor, ray) if ray else local_executor(workers) if workers > 1 else None)
+    if _nothing_to_do(study, growth):  # before the tasks are built: a large study takes minutes
+        if executor is not None:
+            executor.shutdown()
+        console.print(f"study [bold]{escape(study.name)}[/]: nothing to do: all {len(study.plan)} runs finished "
+                      f"→ {study.root} (their summary: `pathdep ls {escape(study.name)} --store {study.store}`)")
+        return
     console.print(f"study [bold]{study.name}[/]: {len(study.plan)} runs → {study.root}")
     for line in growth.lines():
         console.print(line, highlight=False)
-    executor = (ray_executor(RayExecutor, ray) if ray else local_executor(workers) if workers > 1 else None)
     try:
         with progress_bars(console) as bar:
             study.run(progress=bar, executor=executor, replace=replace)
@@ -53,20 +60,53 @@ def train(study: Study, workers: int = 0, ray: str | None = None, replace: bool 
     print_summary(study)
 
 
+def _nothing_to_do(study: Study, growth) -> bool:
+    """Whether the spec adds, continues, replaces and retires no run and every planned run is
+    stored finished, each checkpoint matching its manifest (the store is read; no task is built)."""
+    if growth.added or growth.continued or growth.replaced or growth.retired:
+        return False
+    try:
+        for r in study.plan:
+            files = st.RunFiles(st.run_dir(study.store, study.name, r.name))
+            steps = files.steps()
+            if steps[-1:] != [r.process.steps]:
+                return False
+            for step in steps:
+                files.read(step)  # verified against its sha256
+    except StoreError:  # a damaged or missing checkpoint: `run` retrains it
+        return False
+    return True
+
+
 def print_summary(study: Study) -> None:
+    """The final solution property of every finished run, per variant or fork.
+
+    A task that declares two solution types (``solution_ends``: what a low and a high value
+    mean) gets them named and the runs split at 0.2 and 0.8; any other a plain histogram.
+    """
     summary = study.summary()
     if summary.empty:
         console.print("no finished runs")
         return
-    prop = study.task.solution_property
-    table = Table(title=f"{study.name}: final {prop} (the solution type) per variant")
-    for col in ("variant or fork", "runs", "test acc", "mean", "histogram", "<.2|mid|>.8"):
+    task = study.task
+    prop, ends = task.solution_property, getattr(task, "solution_ends", None)
+    columns = ["variant or fork", "runs", "test acc", "mean", "histogram"]
+    if ends:
+        title = f"final {prop}, the solution type (low: {ends[0]}, high: {ends[1]}), per variant"
+        columns.append("<.2|mid|>.8")
+    else:
+        title = f"final {prop} per variant"
+    table = Table(title=f"{escape(study.name)}: {escape(title)}")
+    for col in columns:
         table.add_column(col, no_wrap=True)
     for variant, df in summary.groupby("group", sort=False):
         values = df[prop].to_numpy()
-        unit = values.min() >= 0 and values.max() <= 1
-        split = f"{(values < 0.2).sum()}|{((values >= 0.2) & (values <= 0.8)).sum()}|{(values > 0.8).sum()}" if unit else "–"
-        table.add_row(variant, str(len(df)), f"{df['test_acc'].mean():.3f}", f"{values.mean():.3f}", spark(values), split)
+        row = [variant, str(len(df)), f"{df['test_acc'].mean():.3f}", f"{values.mean():.3f}", spark(values)]
+        if ends:
+            unit = values.min() >= 0 and values.max() <= 1
+            row.append(f"{(values < 0.2).sum()}|{((values >= 0.2) & (values <= 0.8)).sum()}|{(values > 0.8).sum()}"
+                       if unit else "–")
+        table.add_row(*row)
     console.print(table)
 
 
@@ -120,18 +160,22 @@ def ls(
     table = Table(title=f"{study} in {store}")
     for col in ("run", "variant", "init", "data", "fork", "checkpoints", "last step"):
         table.add_column(col)
+    damaged = False
     for _, r in s.runs().iterrows():
+        fork = "—" if pd.isna(r.fork) or r.fork == "" else str(r.fork)  # a run trained from init has no fork
         try:
             steps = s.steps(r.run)
         except StoreError as e:
-            table.add_row(r.run, r.variant, str(r.init_seed), str(r.data_seed), str(r.fork or ""),
-                          "[red]damaged[/]", "-")
+            table.add_row(r.run, r.variant, str(r.init_seed), str(r.data_seed), fork, "[red]damaged[/]", "-")
             console.print(f"[red]{escape(str(e))}[/]")
+            damaged = True
             continue
-        table.add_row(r.run, r.variant, str(r.init_seed), str(r.data_seed), str(r.fork or ""),
+        table.add_row(r.run, r.variant, str(r.init_seed), str(r.data_seed), fork,
                       str(len(steps)), str(steps[-1] if steps else "-"))
     console.print(table)
     console.print(f"measurement: {escape(measurement_status(s, check_files=False).line())}")
+    if isinstance(s, Study) and not damaged:
+        print_summary(s)
 
 
 def _study_line(store: Path, name: str) -> str:

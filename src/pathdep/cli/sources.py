@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from pathdep.cli import app
@@ -67,7 +70,7 @@ def import_suite(
     row = get_suite(suite)
     chosen_seeds, chosen_steps = parse_ints(seeds, "seeds", row.seeds), parse_ints(steps, "steps", row.steps)
     probe_text = read_text("--text", text) if text is not None else None
-    with progress_bars(console) as bar:
+    with one_progress_bar(), progress_bars(console) as bar:
         s = run_import(row, chosen_seeds, chosen_steps, store, study=study, cache_dir=cache_dir,
                        local_files_only=True if offline else None, seq_len=seq_len,
                        text=probe_text,
@@ -76,15 +79,67 @@ def import_suite(
     console.print(f"next: pathdep measure {s.name} --store {store}")
 
 
+@contextmanager
+def one_progress_bar() -> Iterator[None]:
+    """Silence transformers' and huggingface_hub's own tqdm bars (downloads, weight loading) while
+    pathdep's bar shows the import; put both back as they were afterwards."""
+    try:
+        from huggingface_hub import utils as hub
+        from transformers.utils import logging as tf
+    except ImportError:  # the import itself reports the missing extra
+        yield
+        return
+    hub_was_off, tf_was_on = hub.are_progress_bars_disabled(), tf.is_progress_bar_enabled()
+    tf.disable_progress_bar()
+    hub.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if tf_was_on:
+            tf.enable_progress_bar()  # (this turns huggingface_hub's bars on too)
+        (hub.disable_progress_bars if hub_was_off else hub.enable_progress_bars)()
+
+
+SHOWN_REPOS = 5  # repositories listed per suite before "..."
+
+
+def repos_cell(suite) -> str:
+    """Every seed's real repository name, one a line (the first and last few of a long list)."""
+    names = suite.repos()
+    if len(names) > SHOWN_REPOS:
+        names = [*names[:2], f"... ({len(names) - 3} more)", names[-1]]
+    if "{kstep}" in suite.repo:
+        first, last = (suite.repo_of(suite.seeds[0], s).rsplit("-", 1)[-1] for s in (suite.steps[0], suite.steps[-1]))
+        names.append(f"(one repository per step: {first} ... {last})")
+    return "\n".join(escape(n) for n in names)
+
+
+def revisions_cell(suite) -> str:
+    """The revision of the first and the last step (one line when every step has the same)."""
+    first, last = suite.revision_of(suite.steps[0]), suite.revision_of(suite.steps[-1])
+    return escape(first if first == last else f"{first} ... {last}")
+
+
+def seeds_cell(suite) -> str:
+    """How many seeds, and the ``--seeds`` value that imports them all."""
+    if len(suite.seeds) == 1:
+        return f"1 run: --seeds {suite.seeds[0]}"
+    return f"{len(suite.seeds)}: --seeds {suite.seeds_option()}"
+
+
 @app.command()
 def suites() -> None:
-    """List the checkpoint suites `pathdep import-suite` knows."""
+    """List the checkpoint suites `pathdep import-suite` knows: every run's hub repository and the
+    --seeds value that imports them."""
     from pathdep.sources.suites import SUITES
 
-    table = Table(title="hub checkpoint suites")
-    for col in ("suite", "repo (seed)", "revision (step)", "seeds", "steps", "about"):
-        table.add_column(col)
+    table = Table(title="hub checkpoint suites", show_lines=True)
+    longest = max(len(name) for s in SUITES.values() for name in s.repos())
+    table.add_column("suite", overflow="fold")
+    table.add_column("runs (hub repository of each seed)", overflow="fold", min_width=longest)  # names whole
+    for col in ("revisions (steps)", "seeds", "steps", "about"):
+        table.add_column(col, overflow="fold")
     for s in SUITES.values():
-        table.add_row(s.name, s.repo, s.revision, f"{len(s.seeds)}: {s.seeds[0]}..{s.seeds[-1]}",
-                      f"{len(s.steps)}: {s.steps[0]}..{s.steps[-1]}", s.doc)
+        steps = str(s.steps[0]) if len(s.steps) == 1 else f"{len(s.steps)}: {s.steps[0]}..{s.steps[-1]}"
+        table.add_row(s.name, repos_cell(s), revisions_cell(s), seeds_cell(s), steps, escape(s.doc))
     console.print(table)

@@ -22,7 +22,10 @@ Sources (naming checked against the publishers' model cards):
   ``pythia-160m-weight-seed{1..3}`` (init only).
 - MultiBERTs (Sellam et al., 2022): ``google/multiberts-seed_{0..24}`` (final, 2M steps) and
   ``google/multiberts-seed_{0..4}-step_{k}k`` intermediate repositories, k in 0, 20, ..., 200,
-  300, ..., 2000.
+  300, ..., 2000: 29 repositories per seed. The model cards count "28 checkpoints captured
+  during the course of pre-training" (140 for the 5 runs): 20k to 200k every 20k (10) and 300k
+  to 2000k every 100k (18); the hub also holds ``step_0k``, the initialisation (its own model
+  card, "captured at step 0k").
 - Stanford CRFM Mistral GPT-2: ``stanford-crfm/{alias,battlestar,caprica,darkmatter,expanse}-gpt2-small-x{21,49,81,343,777}``
   and ``{arwen,beren,celebrimbor,durin,eowyn}-gpt2-medium-x{...}``, revisions ``checkpoint-{step}``
   every 10 steps to 100, every 50 to 2000, every 100 to 20000, every 1000 to 400000.
@@ -66,6 +69,28 @@ class Suite:
 
     def run_name(self, seed: int) -> str:
         return f"seed{seed}"
+
+    def repos(self, step: int | None = None) -> list[str]:
+        """The hub repository of every seed (at ``step`` where each step is its own repository;
+        default the last step).
+
+        >>> SUITES["crfm-gpt2-small"].repos()[:2]
+        ['stanford-crfm/alias-gpt2-small-x21', 'stanford-crfm/battlestar-gpt2-small-x49']
+        """
+        return [self.repo_of(seed, self.steps[-1] if step is None else step) for seed in self.seeds]
+
+    def seeds_option(self) -> str:
+        """What ``--seeds`` takes to import every seed: a range where the seeds are consecutive.
+
+        >>> SUITES["pythia-70m"].seeds_option(), SUITES["pythia-70m-seeds"].seeds_option()
+        ('1234', '1-9')
+        >>> SUITES["crfm-gpt2-small"].seeds_option()
+        '21,49,81,343,777'
+        """
+        lo, hi = self.seeds[0], self.seeds[-1]
+        if len(self.seeds) > 2 and self.seeds == tuple(range(lo, hi + 1)):
+            return f"{lo}-{hi}"
+        return ",".join(map(str, self.seeds))
 
 
 PYTHIA_STEPS = (0, *(2**i for i in range(10)), *range(1000, 143_001, 1000))
