@@ -82,7 +82,7 @@ def _between_final_cka(data: StudyData, runs: list[str], layer: str) -> np.ndarr
     t = t[(t["layer"].astype(str) == layer) & (t["run_a"] != t["run_b"]) & (t["step_a"] == last)
           & (t["step_b"] == last) & t["run_a"].isin(pos) & t["run_b"].isin(pos)]
     if "probe" in t and len(t):
-        t = t[t["probe"] == (data.main_probe if (t["probe"] == data.main_probe).any() else t["probe"].iloc[0])]
+        t = t[t["probe"] == data.probe_order(t["probe"].unique())[0]]  # as _cka_curves: this table alone
     if t.empty:
         return None
     m = np.full((len(runs), len(runs)), np.nan)
