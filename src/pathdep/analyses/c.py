@@ -2,12 +2,15 @@
 
 Each final model becomes a behaviour vector: its soft correctness 2 sigmoid(margin) - 1 on every
 probe example. Clusters are found by repeated two-way splits of the vectors' top 3 principal
-components, each kept only if it beats a one-cluster null of the same size and spread (the
-2-means cluster index below the null's at level 0.05, simulated); of the labellings so found,
+components, each kept only if it beats two one-cluster nulls: a Gaussian one of the same size
+and spread (the 2-means cluster index below the null's at level 0.05, simulated) and any
+unimodal spread along the split axis (dip test at level 0.025, or a null drawn from the
+closest unimodal law at 0.05, so that skewed, flat or saturating continua are not read as
+clusters); of the labellings so found,
 the one with the best silhouette is kept if above 0.5 (see
 :func:`pathdep.analyses.stats.choose_k`). A population without clusters is one cluster in at
-least 95% of cases, whatever its size or the scale of its spread (measured on nulls of 8-64
-runs: tests/test_analyses_null.py). Needs >= 8 runs: fewer are never split. Hartigan's dip
+least 95% of cases, whatever its size, shape or the scale of its spread (measured on Gaussian,
+skewed, uniform and saturating nulls of 8-64 runs: tests/test_analyses_null.py). Needs >= 8 runs: fewer are never split. Hartigan's dip
 test asks whether the solution-type property is unimodal. The interval of k is the range from the 5th to
 the 95th percentile (lower and higher order statistics, so whole numbers) of k over 20
 subsamples of 80% of the runs (resampling with replacement would plant duplicate runs, which
@@ -25,8 +28,10 @@ from pathdep.analyses.finding import Finding
 
 MIN_RUNS = stats.MIN_SPLIT  # fewer runs than this are never tested for a split
 CRITERION = ("two-way splits of the top-3 PCs of final behaviour by 2-means, each kept only if its cluster "
-             "index W2/W1 is below a simulated one-cluster null (same size and sample covariance) at "
-             f"p <= {stats.SPLIT_LEVEL}; of the labellings so found, the one with the highest silhouette, "
+             "index W2/W1 is below a simulated one-cluster Gaussian null (same size and sample covariance) at "
+             f"p <= {stats.SPLIT_LEVEL} and the runs projected on the split axis are not one unimodal spread "
+             f"(dip test p <= {stats.SPLIT_LEVEL / 2} or the 1-d index below a closest-unimodal null at "
+             f"p <= {stats.SPLIT_LEVEL}); of the labellings so found, the one with the highest silhouette, "
              f"if above {stats.SILHOUETTE_MIN}")
 
 
@@ -71,6 +76,9 @@ def _split_words(cl: stats.Clustering) -> str:
         return ""
     if cl.k > 1:
         return f" (the first split beats a one-cluster null: p = {cl.p_value:.2g})"
+    if cl.p_value <= stats.SPLIT_LEVEL and cl.unimodal_p > stats.SPLIT_LEVEL:
+        return (f" (a split beats a one-cluster Gaussian null, p = {cl.p_value:.2g}, but the runs along its axis "
+                f"could be one unimodal spread, p = {cl.unimodal_p:.2g}: a continuum)")
     if cl.p_value <= stats.SPLIT_LEVEL:
         return (f" (a split beats a one-cluster Gaussian null, p = {cl.p_value:.2g}, but no labelling separates "
                 f"the runs: silhouette <= {stats.SILHOUETTE_MIN}, a continuum)")
@@ -88,7 +96,8 @@ def analyse_c(data: StudyData) -> Finding:
     sol = data.prop(sol_name, runs, step)
     dip_words, dip, p_dip = dip_phrase(sol_name, sol)
     details: dict[str, object] = {
-        "criterion": CRITERION, "cluster_index": cl.scores, "split_p": cl.p_value, "silhouette": cl.silhouette,
+        "criterion": CRITERION, "cluster_index": cl.scores, "split_p": cl.p_value, "split_unimodal_p": cl.unimodal_p,
+        "silhouette": cl.silhouette,
         "dip": dip, "dip_p": p_dip, "cluster_sizes": np.bincount(cl.labels).tolist(), "runs": len(runs),
         "k_subsamples": np.bincount(ks).tolist(),
         "interval": "5th-95th percentile of k over 20 subsamples of 80% of the runs, widened to contain k",
