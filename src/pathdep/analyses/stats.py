@@ -197,7 +197,7 @@ def split_test(z: np.ndarray, rng: np.random.Generator, n_null: int = clusters.N
 
 def _split_tree(x: np.ndarray, rng: np.random.Generator, k_max: int, dims: int, n_null: int,
                 root: SplitTest | None = None) -> tuple[list[np.ndarray], float, float, float]:
-    """Labellings (n,) after each accepted split (1, 2, ... parts), the top split's index, p and dip p.
+    """Labellings (n,) after each accepted split (1, 2, ... parts), the top split's index, p and unimodal p.
     ``root``: the top split's test, when already computed (batched over populations)."""
     n = x.shape[0]
     parts, untested = [np.arange(n)], [True]
