@@ -79,7 +79,6 @@ def analyse_b(data: StudyData) -> Finding:
     verdict = (f"runs of different setups differ {ratio:.2f}x as much as runs of one setup "
                f"(permutation p = {p:.3f}): " + ("setup changes move the outcome beyond seed noise"
                                                    if sensitive else "no sensitivity beyond seed noise detected"))
-    order = np.argsort(labels, kind="stable")
 
     def plot(ax) -> None:  # runs sorted by variant, then by solution type, so clusters show as blocks
         order = np.lexsort((sol, labels))

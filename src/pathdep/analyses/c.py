@@ -2,16 +2,19 @@
 
 Each final model becomes a behaviour vector: its soft correctness 2 sigmoid(margin) - 1 on every
 probe example. Clusters are found by repeated two-way splits of the vectors' top 3 principal
-components, each kept only if it beats a one-cluster null of the same size and spread (the
-2-means cluster index below the null's at level 0.05, simulated); of the labellings so found,
+components, each kept only if it beats two one-cluster nulls: a Gaussian one of the same size
+and spread (the 2-means cluster index below the null's at level 0.05, simulated) and any
+unimodal spread along the split axis (dip test at level 0.025, or a null drawn from the
+closest unimodal law at 0.05, so that skewed, flat or saturating continua are not read as
+clusters); of the labellings so found,
 the one with the best silhouette is kept if above 0.5 (see
 :func:`pathdep.analyses.stats.choose_k`). A population without clusters is one cluster in at
-least 95% of cases, whatever its size or the scale of its spread (measured on nulls of 8-64
-runs: tests/test_analyses_null.py). Clusters must also be distinct in what the runs answer: every
-two clusters' mean soft correctness differs by at least 0.02 on average over the probes (one
-point of probability of the right label), else the runs are one population for practical
-purposes (a convex control's runs, split by their data order, differ by 0.005). Needs >= 8 runs:
-fewer are never split. Hartigan's dip
+least 95% of cases, whatever its size, shape or the scale of its spread (measured on Gaussian,
+skewed, uniform and saturating nulls of 8-64 runs: tests/test_analyses_null.py). Clusters must
+also be distinct in what the runs answer: every two clusters' mean soft correctness differs
+by at least 0.02 on average over the probes (one point of probability of the right label),
+else the runs are one population for practical purposes (a convex control's runs, split by
+their data order, differ by 0.005). Needs >= 8 runs: fewer are never split. Hartigan's dip
 test asks whether the solution-type property is unimodal. The interval of k is the range from the 5th to
 the 95th percentile (lower and higher order statistics, so whole numbers) of k over 20
 subsamples of 80% of the runs (resampling with replacement would plant duplicate runs, which
@@ -21,19 +24,24 @@ clusters) it contains the true k in at least 90% of cases (tests/test_interval_c
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from pathdep.analyses import clusters, stats
-from pathdep.analyses.data import NotMeasured, StudyData, analysis
+from pathdep.analyses.data import StudyData, analysis
 from pathdep.analyses.finding import Finding
 
 MIN_RUNS = stats.MIN_SPLIT  # fewer runs than this are never tested for a split
 MIN_SEPARATION = 0.02  # least mean |difference| of two clusters' soft correctness: 1 point of P(right label)
 CRITERION = ("two-way splits of the top-3 PCs of final behaviour by 2-means, each kept only if its cluster "
-             "index W2/W1 is below a simulated one-cluster null (same size and sample covariance) at "
-             f"p <= {stats.SPLIT_LEVEL}; of the labellings so found, the one with the highest silhouette, "
-             f"if above {stats.SILHOUETTE_MIN}; and only if every two clusters' mean soft correctness differs by "
-             f">= {MIN_SEPARATION} on average over the probes")
+             "index W2/W1 is below a simulated one-cluster Gaussian null (same size and sample covariance) at "
+             f"p <= {stats.SPLIT_LEVEL} and the runs projected on the split axis are not one unimodal spread "
+             f"(dip test p <= {stats.SPLIT_LEVEL / 2} or the 1-d index below a closest-unimodal null at "
+             f"p <= {stats.SPLIT_LEVEL}); of the labellings so found, the one with the highest silhouette, "
+             f"if above {stats.SILHOUETTE_MIN}"
+             f"; and only if every two clusters' mean soft correctness differs by >= {MIN_SEPARATION} "
+             "on average over the probes")
 
 
 def separation(x: np.ndarray, labels: np.ndarray) -> float:
@@ -59,7 +67,7 @@ def distinct(cl: stats.Clustering, x: np.ndarray, floor: float = MIN_SEPARATION)
     by 0.005), not distinct solutions."""
     if cl.k == 1 or separation(x, cl.labels) >= floor:
         return cl
-    return stats.Clustering(np.zeros_like(cl.labels), 1, cl.scores, cl.criterion, float("nan"), cl.p_value)
+    return dataclasses.replace(cl, labels=np.zeros_like(cl.labels), k=1, silhouette=float("nan"))
 
 
 def split_clustering(data: StudyData) -> stats.Clustering:
@@ -113,6 +121,9 @@ def _split_words(cl: stats.Clustering, split: stats.Clustering, sep: float) -> s
                 f"{sep:.3f} in mean soft correctness, below the {MIN_SEPARATION} that makes them distinct)")
     if cl.k > 1:
         return f" (the first split beats a one-cluster null: p = {cl.p_value:.2g})"
+    if cl.p_value <= stats.SPLIT_LEVEL and cl.unimodal_p > stats.SPLIT_LEVEL:
+        return (f" (a split beats a one-cluster Gaussian null, p = {cl.p_value:.2g}, but the runs along its axis "
+                f"could be one unimodal spread, p = {cl.unimodal_p:.2g}: a continuum)")
     if cl.p_value <= stats.SPLIT_LEVEL:
         return (f" (a split beats a one-cluster Gaussian null, p = {cl.p_value:.2g}, but no labelling separates "
                 f"the runs: silhouette <= {stats.SILHOUETTE_MIN}, a continuum)")
@@ -131,7 +142,8 @@ def analyse_c(data: StudyData) -> Finding:
     sol = data.prop(sol_name, runs, step)
     dip_words, dip, p_dip = dip_phrase(sol_name, sol)
     details: dict[str, object] = {
-        "criterion": CRITERION, "separation": sep, "min_separation": MIN_SEPARATION, "cluster_index": cl.scores, "split_p": cl.p_value, "silhouette": cl.silhouette,
+        "criterion": CRITERION, "separation": sep, "min_separation": MIN_SEPARATION, "cluster_index": cl.scores,
+        "split_p": cl.p_value, "split_unimodal_p": cl.unimodal_p, "silhouette": cl.silhouette,
         "dip": dip, "dip_p": p_dip, "cluster_sizes": np.bincount(cl.labels).tolist(), "runs": len(runs),
         "k_subsamples": np.bincount(ks).tolist(),
         "interval": "5th-95th percentile of k over 20 subsamples of 80% of the runs, widened to contain k",
@@ -142,7 +154,6 @@ def analyse_c(data: StudyData) -> Finding:
     verdict = (f"{cl.k} cluster{'s' if cl.k > 1 else ''} of final behaviour: {shape}"
                + (f", silhouette {cl.silhouette:.2f}" if cl.k > 1 else "")
                + _split_words(cl, split, sep) + f"; {dip_words}")
-    z = stats.embed(x, 1)[:, 0]
 
     def plot(ax) -> None:  # a strip plot: one dot per run, jittered sideways so equal values stay visible
         jitter = np.random.default_rng(0).uniform(-0.3, 0.3, len(sol))

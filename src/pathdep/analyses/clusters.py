@@ -12,6 +12,11 @@ covariance is what the PCA picked. The p-value counts the observed index among `
 simulated ones, so a test at level 0.05 calls a one-cluster population split in at most 5% of
 cases, whatever the scale of the spread (probe-level noise or large differences alike).
 
+A Gaussian null is not enough where runs spread continuously but not Gaussianly (a skewed
+latent, or many runs at a ceiling): the split is also tested along its own axis, against the
+closest unimodal law (:func:`unimodal_fit`, :func:`unimodal_p_value`); see
+:func:`pathdep.analyses.stats.split_test`.
+
 Everything is batched over populations (P) and starts (I): arrays are (P, I, n, d).
 
 >>> rng = np.random.default_rng(0)
@@ -108,3 +113,77 @@ def silhouette(z: np.ndarray, labels: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore", divide="ignore"):
         s = np.where(own > 1, (b - a) / np.maximum(a, b), 0.0)
     return np.where((size > 0).sum(1) > 1, s.mean(1), np.nan)
+
+
+# --- the split axis, tested for unimodality (stats.split_test) --------------------------------
+
+
+def split_axis(z: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Each population's runs z (P, n, d) projected on the line through its two split centres,
+    standardised: (P, n)."""
+    one = labels[..., None].astype(float)  # (P, n, 1)
+    mu1 = (z * one).sum(1) / np.maximum(one.sum(1), 1)
+    mu0 = (z * (1 - one)).sum(1) / np.maximum((1 - one).sum(1), 1)
+    y = np.einsum("pnd,pd->pn", z, mu1 - mu0)
+    y = y - y.mean(1, keepdims=True)
+    sd = y.std(1, keepdims=True)
+    return y / np.where(sd > 0, sd, 1)
+
+
+
+def _hull(x: np.ndarray, f: np.ndarray, lower: bool) -> np.ndarray:
+    """Indices of the lower convex (or upper concave) hull of the points (x, f), x sorted."""
+    sign = 1 if lower else -1
+    keep: list[int] = []
+    for i in range(x.size):
+        while len(keep) >= 2:
+            a, b = keep[-2], keep[-1]
+            cross = (x[b] - x[a]) * (f[i] - f[a]) - (f[b] - f[a]) * (x[i] - x[a])
+            if sign * cross > 0:
+                break
+            keep.pop()
+        keep.append(i)
+    return np.array(keep)
+
+
+def unimodal_fit(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The closest unimodal law to the values y (n,): its piecewise-linear CDF as knots (x, F).
+
+    The mode is the middle of the shortest interval holding half the values; the CDF is the
+    greatest convex minorant of the empirical CDF left of it and the least concave majorant right
+    of it (the Grenander estimates of an increasing and a decreasing density), so a pile of values
+    stays a pile and a gap between two groups is filled.
+    """
+    x = np.sort(y)
+    n = x.size
+    f = np.r_[0.0, (np.arange(1, n - 1) + 0.5) / n, 1.0]  # (n,)
+    h = n // 2
+    i = int(np.argmin(x[h:] - x[:n - h]))
+    m = int(np.clip(np.searchsorted(x, (x[i] + x[i + h]) / 2), 1, n - 2))
+    left, right = _hull(x[:m + 1], f[:m + 1], True), m + _hull(x[m:], f[m:], False)
+    knots = np.r_[left, right[1:]]
+    return x[knots], f[knots]
+
+
+def unimodal_p_value(y: np.ndarray, rng: np.random.Generator, n_null: int = N_NULL) -> np.ndarray:
+    """P(unimodal null index <= observed) of the exact 1-d 2-means index of each row of y (P, n),
+    the null drawn from :func:`unimodal_fit` of that row (the unimodal null)."""
+    p, n = y.shape
+    u = rng.random((p, n_null, n))
+    null = np.empty((p, n_null, n))
+    for j in range(p):
+        xk, fk = unimodal_fit(y[j])
+        null[j] = np.interp(u[j], fk, xk)
+    return (1 + np.sum(index_1d(null) <= index_1d(y)[:, None], 1)) / (1 + n_null)
+
+
+def index_1d(y: np.ndarray) -> np.ndarray:
+    """The exact 2-means cluster index W2/W1 of each row of y (..., n): the best cut of the sorted values."""
+    s = np.sort(y, -1)
+    n = s.shape[-1]
+    c1, c2 = np.cumsum(s, -1), np.cumsum(s**2, -1)
+    m = np.arange(1, n)  # points left of the cut
+    left = c2[..., :-1] - c1[..., :-1] ** 2 / m
+    right = (c2[..., -1:] - c2[..., :-1]) - (c1[..., -1:] - c1[..., :-1]) ** 2 / (n - m)
+    total = c2[..., -1] - c1[..., -1] ** 2 / n
+    return np.where(total > 0, (left + right).min(-1) / np.where(total > 0, total, 1), 1.0)

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from pathdep.errors import SpecError, bad_value
+from pathdep.errors import bad_value
 from pathdep.names import valid_name
 from pathdep.study import Study
 
