@@ -110,3 +110,26 @@ def test_final_score_interval_covers_the_population_score_when_the_level_is_neve
         lo, hi = e.score_interval(curves[:, -1], float(h[-1].mean()))
         hits.append(lo <= 0.8 <= hi)
     assert coverage(hits) >= 0.84  # stated: 90%
+
+
+@pytest.mark.parametrize("runs, examples, sd_run", [(16, 300, 0.5), (32, 500, 0.3)])
+def test_a_seed_sd_interval_covers_the_true_spread(runs, examples, sd_run):
+    """A's headline: the seed sd of a probe accuracy with probe noise removed, its interval a
+    multi-bootstrap over runs and examples. Runs differ by a logit shift a_r ~ N(0, sd_run),
+    examples by difficulty; the truth is the sd over the run population of each run's expected
+    accuracy on the example population. Measured: 0.95 and 0.96 (0.84 at sd_run = 1, 16 runs)."""
+    from pathdep.analyses.a import variance_components
+
+    rng = np.random.default_rng(runs)
+    difficulty = rng.normal(1.0, 1.0, 2000)  # the example population
+    shift = rng.normal(0, sd_run, 4000)  # the run population
+    truth = float(np.std((1 / (1 + np.exp(-(shift[:, None] + difficulty[None])))).mean(1)))  # (4000,) runs
+    hits, reps = 0, 60
+    for _ in range(reps):
+        p = 1 / (1 + np.exp(-(rng.normal(0, sd_run, runs)[:, None] + rng.choice(difficulty, examples)[None])))
+        c = (rng.random((runs, examples)) < p).astype(float)  # (R, N) correctness
+        ci, _ = stats.multi_bootstrap(
+            lambda r, e: np.sqrt(max(variance_components(c[np.ix_(r, e)])["runs"], 0.0)), runs, examples, rng,
+            n_boot=200)
+        hits += ci[0] <= truth <= ci[1]
+    assert hits / reps >= 0.85
