@@ -104,3 +104,20 @@ def test_bad_probe_sets_are_refused_before_anything_is_stored(tmp_path):
     with pytest.raises(StoreError, match="'task'"):
         Recorder(tmp_path, "c", probes={"test": _user_data(0, 6), "ood": _user_data(1, 5)}, **ARGS)
     assert (tmp_path / "c" / "probes.safetensors").read_bytes() == before
+
+
+def test_the_report_shows_the_overlap(tmp_path):
+    from typer.testing import CliRunner
+
+    from pathdep.cli import _register, app
+
+    test, ood = _user_data(1, 20), _user_data(2, 10)
+    rec = Recorder(tmp_path, "mine", probes={"test": test, "ood": ood}, train_data=(test[0][:3], test[1][:3]), **ARGS)
+    for i in range(2):
+        rec.save(f"seed{i}", 0, _net(i))
+    measure_study(Study.open(tmp_path, "mine"), which=["properties", "behaviour"], options=MeasureOptions())
+    _register()
+    done = CliRunner().invoke(app, ["report", "mine", "--store", str(tmp_path)])
+    assert done.exit_code == 0, done.output
+    assert "not held out" in " ".join(done.output.split()) and "test: 3" in done.output
+    assert "not held out" in (tmp_path / "mine" / "report" / "report.html").read_text()

@@ -205,10 +205,18 @@ def probe_overlap(splits: Mapping[str, Split], train: set[str]) -> dict[str, int
     return {name: sum(h in train for h in example_hashes(s.x)) for name, s in splits.items()}
 
 
+def overlap_note(study: str, overlap: Mapping[str, int] | None, sizes: Mapping[str, int] | None = None) -> str | None:
+    """One sentence when any probe set overlaps the declared training data (None otherwise)."""
+    hit = {k: v for k, v in (overlap or {}).items() if v}
+    if not hit:
+        return None
+    which = ", ".join(f"{k}: {v}" + (f" of {sizes[k]}" if sizes and k in sizes else "") for k, v in hit.items())
+    return (f"Study {study!r}: probe examples are in the training data you declared ({which}); "
+            "measurements on them are not held out.")
+
+
 def warn_overlap(study: str, overlap: Mapping[str, int], sizes: Mapping[str, int]) -> None:
     """A warning through the ``pathdep`` logger when any probe set overlaps the declared training data."""
-    hit = {k: v for k, v in overlap.items() if v}
-    if hit:
-        which = ", ".join(f"{k}: {v} of {sizes[k]}" for k, v in hit.items())
-        log.warning(f"Study {study!r}: probe examples are in the training data you declared ({which}); "
-                    "measurements on them are not held out.")
+    note = overlap_note(study, overlap, sizes)
+    if note:
+        log.warning(note)
