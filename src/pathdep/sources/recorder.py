@@ -30,6 +30,7 @@ i-th; shapes must agree) or ``keys={module name: family name}``; otherwise the n
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -93,29 +94,21 @@ class Recorder:
                      "args": TASKS[task].args.model_validate(task_args or {}).model_dump(mode="json")}
         self.store, self.name, self.keys = Path(store), study, keys
         self.factories = {} if isinstance(model, str) else {model_spec["factory"]: model}
-        built = TASKS[task].build(TASKS[task].args.model_validate(task_spec["args"])) if probes is not None \
-            or train_data is not None or train_hashes is not None else None
-        splits = pr.user_splits(probes, built) if probes is not None else None
-        blob = pr.encode_splits(splits) if splits is not None else None
-        if splits is not None:
-            _check_properties(pr.with_user_probes(built, splits), MODEL_KINDS[model_spec["kind"]](model_spec, built, self.factories))
-            task_spec["probes"] = {"file": PROBES_FILE, "sha256": st.sha256(blob), "sets": {k: len(v) for k, v in splits.items()}}
+        ev = _evaluation_data(task, task_spec["args"], model_spec, self.factories, probes, train_data, train_hashes)
+        if ev.probes is not None:
+            task_spec["probes"] = ev.probes
         meta = {"name": study, "source": "recorder", "description": description, "model": model_spec, "task": task_spec}
-        overlap = None
-        if built is not None and (train_data is not None or train_hashes is not None):
-            measured = splits if splits is not None else {"train": built.train, "test": built.test, **built.probes}
-            overlap = pr.probe_overlap({k: v for k, v in measured.items() if k != "train"}, _train_set(built, train_data, train_hashes))
-            meta["probe_overlap"] = overlap
+        if ev.overlap is not None:
+            meta["probe_overlap"] = ev.overlap
         root = st.study_dir(self.store, study)
         with st.locked(root):
-            if blob is not None and not (root / "study.json").is_file():
-                st.write_atomic(root / PROBES_FILE, blob)
+            if ev.blob is not None and not (root / "study.json").is_file():
+                st.write_atomic(root / PROBES_FILE, ev.blob)
             old = claim_study(self.store, study, meta, ("source", "model", "task"))
-            if overlap is not None and old.get("probe_overlap") != overlap:
-                st.write_json(root / "study.json", old | {"probe_overlap": overlap})
-        if overlap is not None:
-            sizes = {k: len(v) for k, v in (splits or {"test": built.test, **built.probes}).items()}
-            pr.warn_overlap(study, overlap, sizes)
+            if ev.overlap is not None and old.get("probe_overlap") != ev.overlap:
+                st.write_json(root / "study.json", old | {"probe_overlap": ev.overlap})
+        if ev.overlap is not None:
+            pr.warn_overlap(study, ev.overlap, ev.sizes)
         self._study = ExternalStudy.open(self.store, study, self.factories)
         self._shapes = _shapes(self._study)
 
@@ -161,6 +154,34 @@ class Recorder:
         if extra:
             raise IncompatibleError(f"Parameter {extra[0]!r} is not one of the model's: {sorted(self._shapes)}.")
         return renamed
+
+
+@dataclass(frozen=True)
+class _Evaluation:
+    """What a Recorder stores about its evaluation data."""
+
+    probes: dict[str, Any] | None = None  # the task spec's "probes" entry (file, sha256, set sizes)
+    blob: bytes | None = None  # the probe sets as safetensors bytes
+    overlap: dict[str, int] | None = None  # examples of each measured set found in the declared training data
+    sizes: dict[str, int] = field(default_factory=dict)  # examples of each measured set
+
+
+def _evaluation_data(task: str, args: dict[str, Any], model_spec: dict[str, Any], factories, probes: Probes | None,
+                     train_data: ProbeData | None, train_hashes: Iterable[str] | None) -> _Evaluation:
+    """The user's probe sets (validated, encoded) and their overlap with the declared training data."""
+    declared = train_data is not None or train_hashes is not None
+    if probes is None and not declared:
+        return _Evaluation()
+    built = TASKS[task].build(TASKS[task].args.model_validate(args))
+    splits = pr.user_splits(probes, built) if probes is not None else None
+    spec = blob = None
+    if splits is not None:
+        _check_properties(pr.with_user_probes(built, splits), MODEL_KINDS[model_spec["kind"]](model_spec, built, factories))
+        blob = pr.encode_splits(splits)
+        spec = {"file": PROBES_FILE, "sha256": st.sha256(blob), "sets": {k: len(v) for k, v in splits.items()}}
+    measured = {k: v for k, v in (splits or {"test": built.test, **built.probes}).items() if k != "train"}
+    overlap = pr.probe_overlap(measured, _train_set(built, train_data, train_hashes)) if declared else None
+    return _Evaluation(spec, blob, overlap, {k: len(v) for k, v in measured.items()})
 
 
 def _train_set(task, train_data: ProbeData | None, train_hashes: Iterable[str] | None) -> set[str]:
