@@ -1,4 +1,5 @@
-"""Compare two checkpoint files: barriers (raw, weight- and activation-matched), CKA per layer, behaviour agreement.
+"""Compare two checkpoint files: barriers (raw, weight- and activation-matched), CKA per layer,
+behaviour agreement and, when asked for, CKA across layers (which layer of B matches each of A).
 
 Both files must hold the same architecture and task (the ``process`` metadata) and the same
 parameter keys and shapes; this is checked before anything is computed, and the first
@@ -29,7 +30,7 @@ IDENTITY_FIELDS = ("model", "model_args", "task", "task_args")
 
 @dataclass(frozen=True)
 class Comparison:
-    """The result of :func:`compare`: three small tables."""
+    """The result of :func:`compare`: three small tables, and the cross-layer CKA table when asked for."""
 
     barriers: pd.DataFrame  # split, alignment, aligned, loss_barrier, error_barrier
     cka: pd.DataFrame  # layer, probe, cka, cka_debiased, procrustes
