@@ -86,6 +86,7 @@ def compare(
     ckpt_b: Annotated[Path, typer.Argument(help="checkpoint file of the same architecture and task",
                                            callback=check_file("CKPT_B", "a checkpoint file (safetensors)"))],
     n_alpha: Annotated[int, typer.Option(help="interpolation points, ends included", callback=at_least("--n-alpha", 2))] = 21,
+    layers: Annotated[str | None, typer.Option(help="also a cross-layer CKA table of these layers: 'all' or e.g. h0,h1")] = None,
 ) -> None:
     """Barriers (raw, weight-matched, activation-matched), CKA per layer and behaviour agreement of two checkpoints.
 
@@ -94,12 +95,14 @@ def compare(
     """
     from pathdep.measure import compare as compare_checkpoints
 
-    res = compare_checkpoints(ckpt_a, ckpt_b, n_alpha=n_alpha)
+    res = compare_checkpoints(ckpt_a, ckpt_b, n_alpha=n_alpha, layers=layers)
     _show(_barriers_by_alignment(res.barriers), f"barriers: {res.definition}")
     for note in res.notes:
         console.print(f"note: {note}", soft_wrap=True)
     _show(res.cka, "representation similarity")
     _show(res.behaviour, "behaviour")
+    if layers is not None:
+        _show(res.best_matches(), "cross-layer linear CKA on the test split (rows: A's layers, columns: B's; * best match)")
 
 
 def _barriers_by_alignment(bars: pd.DataFrame) -> pd.DataFrame:

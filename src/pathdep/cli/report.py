@@ -34,6 +34,9 @@ def write_report(study: Study, out: Path | None = None, others: list[str] = (), 
         status = measurement_status(study)
         warnings = [] if status.ok else [f"The measurement is {status.state}; findings may not cover the study.",
                                          *status.reasons]
+        from pathdep.sources.probes import overlap_note
+
+        warnings += [n for n in [overlap_note(study.name, getattr(study, "probe_overlap", None))] if n]
         with progress_bars(console) as bar:
             rep = render(study, out or study.root / "report", progress=lambda d, t: bar("analyses", d, t),
                          others=profiles, warnings=warnings)

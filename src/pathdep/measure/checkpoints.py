@@ -1,4 +1,5 @@
-"""Compare two checkpoint files: barriers (raw, weight- and activation-matched), CKA per layer, behaviour agreement.
+"""Compare two checkpoint files: barriers (raw, weight- and activation-matched), CKA per layer,
+behaviour agreement and, when asked for, CKA across layers (which layer of B matches each of A).
 
 Both files must hold the same architecture and task (the ``process`` metadata) and the same
 parameter keys and shapes; this is checked before anything is computed, and the first
@@ -7,6 +8,7 @@ difference is named in an :class:`~pathdep.errors.IncompatibleError`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,7 +16,7 @@ from typing import Any
 import pandas as pd
 import torch
 
-from pathdep.errors import IncompatibleError
+from pathdep.errors import IncompatibleError, PathdepError, SpecError
 from pathdep.measure import behaviour as bh
 from pathdep.measure import connectivity as cn
 from pathdep.measure import similarity as sim
@@ -28,12 +30,23 @@ IDENTITY_FIELDS = ("model", "model_args", "task", "task_args")
 
 @dataclass(frozen=True)
 class Comparison:
-    """The result of :func:`compare`: three small tables."""
+    """The result of :func:`compare`: three small tables, and the cross-layer CKA table when asked for."""
 
     barriers: pd.DataFrame  # split, alignment, aligned, loss_barrier, error_barrier
     cka: pd.DataFrame  # layer, probe, cka, cka_debiased, procrustes
     behaviour: pd.DataFrame  # probe, loss_pearson, loss_spearman, agreement, error_kappa
     definition: str = cn.BARRIER_DEFINITION
+    cross_layer: pd.DataFrame | None = None  # linear CKA on the test split: index A's layers, columns B's layers
+
+    def best_matches(self) -> pd.DataFrame:
+        """The cross-layer table as text, each row's best match in B marked with ``*``; a ``best`` column names it."""
+        if self.cross_layer is None:
+            raise PathdepError("This comparison has no cross-layer table; call compare(..., layers='all').")
+        best = self.cross_layer.idxmax(axis=1)
+        text = self.cross_layer.apply(lambda row: [f"{v:.4f}" + (" *" if col == best[row.name] else "")
+                                                   for col, v in row.items()], axis=1, result_type="expand")
+        text.columns = self.cross_layer.columns
+        return text.assign(best=best).rename_axis("layer").reset_index()
 
     @property
     def notes(self) -> list[str]:
@@ -98,16 +111,23 @@ def _read(path: str | Path) -> tuple[Params, dict[str, Any]]:
     return params, process
 
 
-def compare(ckpt_a: str | Path, ckpt_b: str | Path, *, n_alpha: int = 21) -> Comparison:
+def compare(ckpt_a: str | Path, ckpt_b: str | Path, *, n_alpha: int = 21,
+            layers: str | Sequence[str] | None = None) -> Comparison:
     """Barriers (raw, weight-matched and, where the model's permutation spec allows it,
     activation-matched on the first training examples), per-layer CKA and behaviour statistics
-    of two checkpoints."""
+    of two checkpoints.
+
+    ``layers`` (``"all"``, a comma-separated string or a list of representation names) adds
+    :attr:`Comparison.cross_layer`: linear CKA between each of those layers of A and each of
+    B on the test split, for telling which layer of B matches which of A.
+    """
     from pathdep.spec import build_process
 
     a, proc_a = _read(ckpt_a)
     b, proc_b = _read(ckpt_b)
     check_compatible(a, b, proc_a, proc_b, (str(ckpt_a), str(ckpt_b)))
     task, model = build_process(proc_a)
+    wanted = _layers(model, layers)  # checked before anything is computed
     pa = {k: v.unsqueeze(0) for k, v in a.items()}  # populations of one
     pb = {k: v.unsqueeze(0) for k, v in b.items()}
     bars = []
@@ -120,6 +140,7 @@ def compare(ckpt_a: str | Path, ckpt_b: str | Path, *, n_alpha: int = 21) -> Com
             bars.append({"split": split_name, "alignment": alignment, "aligned": alignment != "none",
                          "loss_barrier": float(res["loss_barrier"][0]), "error_barrier": float(res["error_barrier"][0])})
     both = {k: torch.cat([pa[k], pb[k]]) for k in pa}
+    cross = None
     cka_rows, beh_rows = [], []
     for probe, split in probe_splits(task).items():
         with capture(set(representation_hooks(model))) as acts, torch.no_grad():
@@ -127,7 +148,24 @@ def compare(ckpt_a: str | Path, ckpt_b: str | Path, *, n_alpha: int = 21) -> Com
         for layer, x in acts.items():
             s = sim.similarity_paired(x[:1], x[1:])
             cka_rows.append({"layer": layer, "probe": probe, **{k: float(v[0]) for k, v in s.items()}})
+        if wanted and probe == "test":
+            m = sim.cross_layer_cka({k: acts[k][0] for k in wanted}, {k: acts[k][1] for k in wanted})
+            cross = pd.DataFrame(m.numpy(), index=pd.Index(wanted, name="layer"), columns=list(wanted))
         ev = bh.evaluate_behaviour(task, model, both, split)
         rows = bh.pair_rows({k: v[:1] for k, v in ev.items()}, {k: v[1:] for k, v in ev.items()})
         beh_rows.append({"probe": probe, **{k: float(v[0]) for k, v in rows.items()}})
-    return Comparison(pd.DataFrame(bars), pd.DataFrame(cka_rows), pd.DataFrame(beh_rows))
+    return Comparison(pd.DataFrame(bars), pd.DataFrame(cka_rows), pd.DataFrame(beh_rows), cross_layer=cross)
+
+
+def _layers(model, layers: str | Sequence[str] | None) -> tuple[str, ...]:
+    """The representation names ``layers`` selects ("all", "h0,h1" or a list); () for None."""
+    if layers is None:
+        return ()
+    have = representation_hooks(model)
+    if isinstance(layers, str):
+        layers = have if layers.strip() == "all" else [p.strip() for p in layers.split(",") if p.strip()]
+    unknown = [name for name in layers if name not in have]
+    if unknown or not layers:
+        raise SpecError(f"The 'layers' parameter of compare (--layers) must be 'all' or a comma-separated list of "
+                        f"{', '.join(have)}. Got {','.join(unknown) or ''!r} instead.")
+    return tuple(dict.fromkeys(layers))

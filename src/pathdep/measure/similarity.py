@@ -148,3 +148,40 @@ def cka(xa: Tensor, xb: Tensor | None = None, *, debiased: bool = False) -> Tens
     (1.0, 0.19)
     """
     return similarity_matrix(xa, xb, procrustes=False)["cka_debiased" if debiased else "cka"]
+
+
+def cross_layer_cka(acts_a: dict[str, Tensor], acts_b: dict[str, Tensor] | None = None, *,
+                    dtype: torch.dtype = torch.float64) -> Tensor:
+    """Linear CKA between every representation of model A and every one of model B: (La, Lb).
+
+    ``acts_a`` maps A's La layer names to activations (N, ...) on N examples, ``acts_b`` B's
+    Lb layers on the same examples (default: ``acts_a``); widths may differ. Each layer is
+    centred (and, when wider than N, replaced by an N-wide matrix with the same Gram matrix);
+    then all layers of a side are concatenated along features, so every cross-product
+    ``X_l^T Y_m`` is a block of one matrix product ``[X_1 ... X_La]^T [Y_1 ... Y_Lb]`` and its
+    squared Frobenius norm a segment sum. Rows and columns follow the dicts' order.
+
+    >>> g = torch.Generator().manual_seed(0)
+    >>> x = torch.randn(40, 6, generator=g)
+    >>> m = cross_layer_cka({"h0": x, "h1": torch.randn(40, 3, generator=g)}, {"h0": 2 * x})
+    >>> tuple(m.shape), round(m[0, 0].item(), 6)
+    ((2, 1), 1.0)
+    """
+    if not acts_a:
+        raise PathdepError("cross_layer_cka needs at least one layer of model A; got none")
+    za, seg_a, self_a = _concat_layers(acts_a, dtype)
+    zb, seg_b, self_b = (za, seg_a, self_a) if acts_b is None else _concat_layers(acts_b, dtype)
+    if za.shape[0] != zb.shape[0]:
+        raise PathdepError(f"both models need the same examples; got N={za.shape[0]} and N={zb.shape[0]}")
+    sq = (za.T @ zb).pow(2)  # (sum d, sum e)
+    rows = torch.zeros(len(self_a), sq.shape[1], dtype=dtype).index_add_(0, seg_a, sq)  # (La, sum e)
+    cross = torch.zeros(len(self_a), len(self_b), dtype=dtype).index_add_(1, seg_b, rows)  # (La, Lb)
+    return cross / (self_a[:, None] * self_b[None, :]).sqrt()
+
+
+def _concat_layers(acts: dict[str, Tensor], dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor]:
+    """Prepared layers side by side: features (N, sum d), the layer of each feature (sum d,), ||X^T X||_F^2 (L,)."""
+    prepared = [_prepare(x.reshape(x.shape[0], -1).unsqueeze(0), dtype) for x in acts.values()]
+    feats = torch.cat([p.x[0] for p in prepared], dim=1)
+    seg = torch.cat([torch.full((p.x.shape[2],), i, dtype=torch.long) for i, p in enumerate(prepared)])
+    return feats, seg, torch.cat([p.self_fro2 for p in prepared])

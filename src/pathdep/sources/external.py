@@ -187,7 +187,17 @@ def _token_task(spec: dict[str, Any], root: Path) -> Task:
 
 def _registry_task(spec: dict[str, Any], root: Path) -> Task:
     entry = TASKS[spec["name"]]
-    return entry.build(entry.args.model_validate(spec.get("args") or {}))
+    task = entry.build(entry.args.model_validate(spec.get("args") or {}))
+    if spec.get("probes"):  # the user's own probe sets, stored with the study
+        from pathdep.sources.probes import decode_splits, with_user_probes
+
+        path = root / PROBES_FILE
+        data = path.read_bytes() if path.is_file() else b""
+        if st.sha256(data) != spec["probes"].get("sha256"):
+            raise StoreError(f"The probe sets {str(path)!r} are missing or do not match the sha256 in study.json; "
+                             "the store is damaged.")
+        task = with_user_probes(task, decode_splits(data))
+    return task
 
 
 TASK_KINDS: dict[str, Callable[[dict[str, Any], Path], Task]] = {"tokens": _token_task, "registry": _registry_task}
@@ -292,6 +302,11 @@ class ExternalStudy(st.StoredStudy):
     def model(self, run: str | None = None) -> Model:
         """The model every run of the study shares (one object, so runs group together)."""
         return self._model
+
+    @property
+    def probe_overlap(self) -> dict[str, int] | None:
+        """Examples of each probe set found in the training data the recorder was told of (None: none declared)."""
+        return self.meta.get("probe_overlap")
 
 
 def save_tokens(root: Path, tokens: Tensor) -> None:

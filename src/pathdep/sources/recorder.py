@@ -15,6 +15,13 @@ package.module:function``, or ``Study.open(store, name, factories=...)``); the t
 is a registered pathdep task (``task`` and ``task_args``) whose probe sets the measurements use.
 Each :meth:`Recorder.save` writes one checkpoint atomically and commits it to the run's manifest.
 
+Evaluation data: by default the task's own splits are measured. ``probes=`` gives the user's own
+sets instead (``(x, y)``, a ``Dataset`` or a .safetensors/.npz file with ``x`` and ``y``; one set,
+or a dict naming ``test`` and any others), stored with the study as ``probes.safetensors``.
+``train_data=(x, y)`` (or ``train_hashes=``, from :func:`pathdep.sources.probes.example_hashes`)
+declares what the loop trained on: the examples of each measured set found in it are counted
+(``study.probe_overlap``, in ``study.json``) and a warning is logged when any are.
+
 Parameter names: a family's parameters have pathdep names (``fc0.weight``, ...). A module whose
 ``named_parameters`` differ is accepted with ``keys="order"`` (the i-th parameter is the family's
 i-th; shapes must agree) or ``keys={module name: family name}``; otherwise the names must match.
@@ -23,7 +30,8 @@ i-th; shapes must agree) or ``keys={module name: family name}``; otherwise the n
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -32,11 +40,14 @@ from torch import Tensor, nn
 
 from pathdep import store as st
 from pathdep.errors import IncompatibleError, PathdepError
-from pathdep.models.base import Params
+from pathdep.models.base import Model, Params
 from pathdep.registry import MODELS, TASKS
+from pathdep.sources.probes import ProbeData, Probes
 from pathdep.spec import valid_name
+from pathdep.tasks.base import Task
+from pathdep.sources import probes as pr
 from pathdep.sources.external import (
-    TRAIN_LOG_FILE, ExternalStudy, claim_study, run_record, write_checkpoint, write_record,
+    MODEL_KINDS, PROBES_FILE, TRAIN_LOG_FILE, ExternalStudy, claim_study, run_record, write_checkpoint, write_record,
 )
 
 Keys = Mapping[str, str] | Literal["order"] | None
@@ -65,6 +76,9 @@ class Recorder:
         hooks: tuple[str, ...] | None = None,
         keys: Keys = None,
         description: str = "",
+        probes: Probes | None = None,
+        train_data: ProbeData | None = None,
+        train_hashes: Iterable[str] | None = None,
     ) -> None:
         if task not in TASKS:
             raise PathdepError(f"The 'task' parameter of Recorder must be one of {TASKS.names()}. Got {task!r} instead.")
@@ -80,9 +94,21 @@ class Recorder:
                      "args": TASKS[task].args.model_validate(task_args or {}).model_dump(mode="json")}
         self.store, self.name, self.keys = Path(store), study, keys
         self.factories = {} if isinstance(model, str) else {model_spec["factory"]: model}
+        ev = _evaluation_data(task, task_spec["args"], model_spec, self.factories, probes, train_data, train_hashes)
+        if ev.probes is not None:
+            task_spec["probes"] = ev.probes
         meta = {"name": study, "source": "recorder", "description": description, "model": model_spec, "task": task_spec}
-        with st.locked(st.study_dir(self.store, study)):
-            claim_study(self.store, study, meta, ("source", "model", "task"))
+        if ev.overlap is not None:
+            meta["probe_overlap"] = ev.overlap
+        root = st.study_dir(self.store, study)
+        with st.locked(root):
+            if ev.blob is not None and not (root / "study.json").is_file():
+                st.write_atomic(root / PROBES_FILE, ev.blob)
+            old = claim_study(self.store, study, meta, ("source", "model", "task"))
+            if ev.overlap is not None and old.get("probe_overlap") != ev.overlap:
+                st.write_json(root / "study.json", old | {"probe_overlap": ev.overlap})
+        if ev.overlap is not None:
+            pr.warn_overlap(study, ev.overlap, ev.sizes)
         self._study = ExternalStudy.open(self.store, study, self.factories)
         self._shapes = _shapes(self._study)
 
@@ -128,6 +154,54 @@ class Recorder:
         if extra:
             raise IncompatibleError(f"Parameter {extra[0]!r} is not one of the model's: {sorted(self._shapes)}.")
         return renamed
+
+
+@dataclass(frozen=True)
+class _Evaluation:
+    """What a Recorder stores about its evaluation data."""
+
+    probes: dict[str, Any] | None = None  # the task spec's "probes" entry (file, sha256, set sizes)
+    blob: bytes | None = None  # the probe sets as safetensors bytes
+    overlap: dict[str, int] | None = None  # examples of each measured set found in the declared training data
+    sizes: dict[str, int] = field(default_factory=dict)  # examples of each measured set
+
+
+def _evaluation_data(task: str, args: dict[str, Any], model_spec: dict[str, Any], factories, probes: Probes | None,
+                     train_data: ProbeData | None, train_hashes: Iterable[str] | None) -> _Evaluation:
+    """The user's probe sets (validated, encoded) and their overlap with the declared training data."""
+    declared = train_data is not None or train_hashes is not None
+    if probes is None and not declared:
+        return _Evaluation()
+    built = TASKS[task].build(TASKS[task].args.model_validate(args))
+    splits = pr.user_splits(probes, built) if probes is not None else None
+    spec = blob = None
+    if splits is not None:
+        _check_properties(pr.with_user_probes(built, splits), MODEL_KINDS[model_spec["kind"]](model_spec, built, factories))
+        blob = pr.encode_splits(splits)
+        spec = {"file": PROBES_FILE, "sha256": st.sha256(blob), "sets": {k: len(v) for k, v in splits.items()}}
+    measured = {k: v for k, v in (splits or {"test": built.test, **built.probes}).items() if k != "train"}
+    overlap = pr.probe_overlap(measured, _train_set(built, train_data, train_hashes)) if declared else None
+    return _Evaluation(spec, blob, overlap, {k: len(v) for k, v in measured.items()})
+
+
+def _train_set(task, train_data: ProbeData | None, train_hashes: Iterable[str] | None) -> set[str]:
+    """Hashes of the training examples the user declared (data in the task's dtype, and given hashes)."""
+    out = set(train_hashes or ())
+    if train_data is not None:
+        out |= set(pr.example_hashes(pr.as_split(train_data, task.train, "train_data").x))
+    return out
+
+
+def _check_properties(task: Task, model: Model) -> None:
+    """Fail before anything is stored, not at measurement time, when the task's own properties read a
+    probe set the user left out."""
+    try:
+        params = {k: v.unsqueeze(0) for k, v in model.init(torch.Generator().manual_seed(0)).items()}
+        with torch.no_grad():
+            task.extra_properties(model, params)
+    except KeyError as e:
+        raise PathdepError(f"Task {task.name!r} reads the probe set {e.args[0]!r} for its properties; give a set of that "
+                           f"name in 'probes' (got {sorted(task.probes)} besides 'test').") from None
 
 
 def _shapes(study: ExternalStudy) -> dict[str, tuple[int, ...]]:
