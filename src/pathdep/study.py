@@ -286,14 +286,59 @@ class Study(st.StoredStudy):
 
     @property
     def task(self) -> Task:
-        return build_process(self.spec.process)[0]
+        return self._with_probes(build_process(self.spec.process)[0])
 
     def model(self, run: str | None = None) -> Model:
         proc = self._plan_of(run).process if run is not None else self.spec.process
         return build_process(proc)[1]
 
     def task_of(self, run: str) -> Task:
-        return build_process(self._plan_of(run).process)[0]
+        """The task ``run`` is measured on: its process's task, with the study's own probe sets."""
+        return self._with_probes(build_process(self._plan_of(run).process)[0])
+
+    # --- the user's own probe sets (pathdep.probe_sets) -------------------------------------
+    def set_probes(self, probes: Any) -> dict[str, int]:
+        """Measure this study on the user's own probe sets too, from now on (:mod:`pathdep.probe_sets`).
+
+        ``probes``: ``{name: (x, y) | Dataset | file}`` (one set alone is ``test``). The sets replace
+        any stored before. Returns, per set, how many of its examples are in the training data.
+        """
+        from pathdep import probe_sets as ps
+
+        splits = ps.parse_sets(probes, build_process(self.spec.process)[0])
+        tasks = [build_process(group[0].process)[0] for group in _by_process(self.plan)]
+        for task in tasks[1:]:  # every variant's task must take the sets
+            ps.parse_sets({k: (v.x, v.y) for k, v in splits.items()}, task)
+        with st.locked(self.root):
+            overlap = ps.store_sets(self.root, splits, tasks)
+        self._probes = None
+        return overlap
+
+    @property
+    def probe_overlap(self) -> dict[str, int] | None:
+        """Examples of each of the user's probe sets found in the training data (None: no sets)."""
+        from pathdep import probe_sets as ps
+
+        meta = ps.read_meta(self.root)
+        return None if meta is None else meta["overlap"]
+
+    @property
+    def probes_sha256(self) -> str | None:
+        """The sha256 of the user's stored probe sets (None: none), part of what a measurement reads."""
+        from pathdep import probe_sets as ps
+
+        meta = ps.read_meta(self.root)
+        return None if meta is None else meta["sha256"]
+
+    _probes: tuple[str | None, dict[str, Any] | None] | None = None
+
+    def _with_probes(self, task: Task) -> Task:
+        from pathdep import probe_sets as ps
+
+        digest = self.probes_sha256
+        if self._probes is None or self._probes[0] != digest:
+            self._probes = (digest, ps.read_sets(self.root))
+        return task if self._probes[1] is None else ps.with_added_probes(task, self._probes[1])
 
     def final_step(self, run: str) -> int:
         return self._plan_of(run).process.steps

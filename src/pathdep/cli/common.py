@@ -124,3 +124,20 @@ def check_tables(values: list[str] | None) -> list[str] | None:
         if v not in TABLES:
             raise bad_value("--only", v, f"one of the tables {list(TABLES)}")
     return values
+
+
+def check_probe_files(values: list[str] | None) -> dict[str, Path] | None:
+    """``--probes NAME=FILE`` (repeatable; a bare FILE is the set ``test``) as {name: existing file}."""
+    if not values:
+        return None
+    out: dict[str, Path] = {}
+    for value in values:
+        name, _, file = value.partition("=") if "=" in value else ("test", "=", value)
+        path = Path(file)
+        if not name or not file or name in out:
+            raise bad_value("--probes", value, "NAME=FILE with a probe set name given once (or a bare FILE, the set 'test')")
+        if not path.is_file() or path.suffix not in (".safetensors", ".npz"):
+            found = "does not exist" if not path.exists() else "is not a .safetensors or .npz file"
+            raise bad_value("--probes", value, f"a .safetensors or .npz file holding 'x' and 'y'; {str(path)!r} {found}")
+        out[name] = path
+    return out

@@ -12,7 +12,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from pathdep.cli import app
-from pathdep.cli.common import FactoryOpt, StoreOpt, StudyArg, at_least, check_file, check_tables, open_study
+from pathdep.cli.common import (FactoryOpt, StoreOpt, StudyArg, at_least, check_file, check_probe_files, check_tables,
+                                open_study)
+from pathdep.errors import bad_value
 from pathdep.cli.progress import progress_bars
 from pathdep.study import DEFAULT_STORE
 
@@ -41,6 +43,9 @@ def measure(
                                                    callback=at_least("--max-cohort", 2, "all runs"))] = None,
     max_examples: Annotated[int | None, typer.Option(help="examples per split for barriers and importance (0: all)",
                                                      callback=at_least("--max-examples", 1, "every example"))] = None,
+    probes: Annotated[list[str] | None, typer.Option(
+        "--probes", help="your own probe set NAME=FILE (.safetensors or .npz with x and y; repeatable; a bare FILE "
+        "is 'test'), stored with the study and measured from now on")] = None,
     factory: FactoryOpt = None,
 ) -> None:
     """Measure the finished runs of STUDY and write its tables (behaviour, CKA, barriers, soups, ...).
@@ -56,7 +61,14 @@ def measure(
     from pathdep.measure.measurement import measurement_status
     from pathdep.measure.study import options_of
 
+    probes = check_probe_files(probes)
     s = open_study(study, store, factory)
+    if probes:
+        if not hasattr(s, "set_probes"):
+            raise bad_value("--probes", ",".join(f"{k}={v}" for k, v in probes.items()),
+                            "probe sets of a trained study; a recorded study takes them in Recorder(probes=...)")
+        overlap = s.set_probes(probes)
+        console.print(f"probe sets stored with {s.name}: " + ", ".join(f"{k} ({v} in the training data)" for k, v in overlap.items()))
     opts = options_of(s)
     if n_alpha is not None:
         opts = dataclasses.replace(opts, n_alpha=n_alpha)

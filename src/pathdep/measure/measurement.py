@@ -2,8 +2,9 @@
 
 :func:`measure_study` commits its tables with a *basis* (:func:`basis`): the study's spec hash,
 the :class:`~pathdep.measure.study.MeasureOptions`, the planned and the measured steps of every
-run, and the sha256 of every checkpoint read. :func:`measurement_status` compares a study's
-committed measurement with its store now:
+run, the sha256 of every checkpoint read and of the study's own probe sets
+(:mod:`pathdep.probe_sets`). :func:`measurement_status` compares a study's committed measurement
+with its store now:
 
 - ``none``: nothing committed (a store without ``tables/measurement.json`` has no measurement;
   loose table files of older versions are ignored);
@@ -88,7 +89,8 @@ def basis(study: Any, measured: dict[str, list[int]], options: Any) -> dict[str,
         entries = study._files(run).manifest()
         for step in sorted(set(steps) | ({0} if st.checkpoint_name(0) in entries else set())):
             checkpoints.append([run, step, entries[st.checkpoint_name(step)]["sha256"]])
-    return {"spec_hash": spec_hash(study), "options": opts, "planned": planned_steps(study, opts["steps"]),
+    return {"spec_hash": spec_hash(study), "probes": getattr(study, "probes_sha256", None), "options": opts,
+            "planned": planned_steps(study, opts["steps"]),
             "measured": {r: list(s) for r, s in measured.items()}, "checkpoints": checkpoints}
 
 
@@ -103,6 +105,11 @@ def _basis_problems(study: Any, b: dict[str, Any], manifests: dict[str, dict]) -
     now = spec_hash(study)
     if b["spec_hash"] != now:
         stale.append(f"the spec changed since the measurement (hash {b['spec_hash']} then, {now} now)")
+    probes = getattr(study, "probes_sha256", None)
+    if b.get("probes") != probes:
+        stale.append("the study's own probe sets changed since the measurement" if probes and b.get("probes") else
+                     "probe sets were added since the measurement" if probes else
+                     "the probe sets the measurement used are gone")
     changed = []
     for run, step, digest in b["checkpoints"]:
         if run not in manifests:

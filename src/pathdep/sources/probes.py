@@ -34,7 +34,7 @@ from safetensors.torch import load, load_file, save
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from pathdep.errors import PathdepError
+from pathdep.errors import PathdepError, SpecError
 from pathdep.spec import valid_name
 from pathdep.tasks.base import Split, Task
 from pathdep.tasks.sequence import SequenceTask, shift
@@ -124,31 +124,31 @@ def as_split(data: ProbeData, like: Split, name: str) -> Split:
     elif isinstance(data, Dataset) or (hasattr(data, "__getitem__") and hasattr(data, "__len__")):
         items = [data[i] for i in range(len(data))]
         if not items:
-            raise PathdepError(f"The probe set {name!r} is an empty Dataset.")
+            raise SpecError(f"The probe set {name!r} is an empty Dataset.")
         x = torch.stack([torch.as_tensor(np.asarray(i[0])) if not isinstance(i[0], Tensor) else i[0] for i in items])
         y = torch.stack([torch.as_tensor(i[1]) for i in items])
     else:
-        raise PathdepError(f"The probe set {name!r} must be a pair (x, y), a torch Dataset of (x, y) items, or a "
+        raise SpecError(f"The probe set {name!r} must be a pair (x, y), a torch Dataset of (x, y) items, or a "
                            f".safetensors or .npz file with 'x' and 'y'. Got {type(data).__name__} instead.")
     x, y = x.detach().to(like.x.dtype).contiguous(), y.detach().reshape(-1).to(like.y.dtype).contiguous()
     if tuple(x.shape[1:]) != tuple(like.x.shape[1:]) or x.shape[0] != y.shape[0] or x.shape[0] == 0:
-        raise PathdepError(f"The probe set {name!r} must have x (N, {', '.join(map(str, like.x.shape[1:]))}) and y (N,) "
+        raise SpecError(f"The probe set {name!r} must have x (N, {', '.join(map(str, like.x.shape[1:]))}) and y (N,) "
                            f"with N >= 1. Got x {tuple(x.shape)} and y {tuple(y.shape)} instead.")
     return Split(x, y)
 
 
 def _read_file(path: Path, name: str) -> tuple[Tensor, Tensor]:
     if not path.is_file():
-        raise PathdepError(f"The probe file {str(path)!r} (set {name!r}) does not exist.")
+        raise SpecError(f"The probe file {str(path)!r} (set {name!r}) does not exist.")
     if path.suffix == ".safetensors":
         data = load_file(str(path))
     elif path.suffix == ".npz":
         with np.load(path) as npz:
             data = {k: torch.from_numpy(npz[k]) for k in npz.files}
     else:
-        raise PathdepError(f"The probe file {str(path)!r} must end in .safetensors or .npz. Got {path.suffix!r} instead.")
+        raise SpecError(f"The probe file {str(path)!r} must end in .safetensors or .npz. Got {path.suffix!r} instead.")
     if "x" not in data or "y" not in data:
-        raise PathdepError(f"The probe file {str(path)!r} must hold 'x' and 'y'; it holds {sorted(data)}.")
+        raise SpecError(f"The probe file {str(path)!r} must hold 'x' and 'y'; it holds {sorted(data)}.")
     return data["x"], data["y"]
 
 
@@ -156,11 +156,11 @@ def user_splits(probes: Probes, task: Task) -> dict[str, Split]:
     """The user's named probe sets in the task's dtypes; one set given alone is ``test``, and ``test`` is required."""
     named = dict(probes) if isinstance(probes, Mapping) else {"test": probes}
     if "test" not in named:
-        raise PathdepError(f"The 'probes' parameter must name a 'test' set (it replaces the task's test split). "
+        raise SpecError(f"The 'probes' parameter must name a 'test' set (it replaces the task's test split). "
                            f"Got sets {sorted(named)} instead.")
     for name in named:
         if not valid_name(str(name)) or "/" in str(name):
-            raise PathdepError(f"A probe set name must start with a letter or digit, then letters, digits, '_', '.', "
+            raise SpecError(f"A probe set name must start with a letter or digit, then letters, digits, '_', '.', "
                                f"'+' or '-'. Got {name!r} instead.")
     return {str(k): as_split(v, task.train, str(k)) for k, v in named.items()}
 
