@@ -16,6 +16,7 @@ from pathdep.measure import measure_study
 from pathdep.measure.measurement import measurement_status
 from pathdep.measure.study import MeasureOptions
 from pathdep.study import Study
+from pathdep.verify import verify_study
 from tests.helpers import file_hashes, tiny
 
 _register()
@@ -97,6 +98,8 @@ def test_new_sets_make_the_measurement_stale_and_a_damaged_file_is_named(trained
     path.write_bytes(bytes(data))
     with pytest.raises(StoreError, match="do not match the sha256"):
         Study.open(tmp_path / "s", "own").task
+    assert verify_study(tmp_path / "s", "own").damaged == ["probes.safetensors: sha256 does not match its record "
+                                                            "(give the probe sets again)"]
 
 
 def test_sets_that_do_not_fit_the_task_are_refused_before_anything_is_stored(trained, tmp_path):

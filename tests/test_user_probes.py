@@ -121,3 +121,16 @@ def test_the_report_shows_the_overlap(tmp_path):
     assert done.exit_code == 0, done.output
     assert "not held out" in " ".join(done.output.split()) and "test: 3" in done.output
     assert "not held out" in (tmp_path / "mine" / "report" / "report.html").read_text()
+
+
+def test_verify_names_damaged_probe_sets_of_a_recorded_study(tmp_path):
+    from pathdep.verify import verify_study
+
+    Recorder(tmp_path, "mine", probes={"test": _user_data(1, 8), "ood": _user_data(2, 4)}, **ARGS)
+    assert verify_study(tmp_path, "mine").damaged == []
+    path = tmp_path / "mine" / "probes.safetensors"
+    data = bytearray(path.read_bytes())
+    data[-2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    assert verify_study(tmp_path, "mine").damaged == ["probes.safetensors: sha256 does not match its record "
+                                                      "(give the probe sets again)"]

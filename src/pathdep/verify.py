@@ -74,8 +74,24 @@ def _check_tables(store: Path, name: str, out: StudyCheck) -> None:
             out.damaged.append(f"tables/{entry['file']} (table {table!r}): {why} (measure again)")
 
 
+def _check_probes(root: Path, meta: dict, out: StudyCheck) -> None:
+    """The user's probe sets, where a study has them, against the sha256 recorded for them."""
+    record = root / "probes.json"
+    try:
+        listed = st.read_json(record) if record.is_file() else (meta.get("task") or {}).get("probes")
+    except StoreError:
+        out.damaged.append("probes.json: not valid JSON (give the probe sets again)")
+        return
+    if not listed:
+        return
+    path = root / listed.get("file", "probes.safetensors")
+    if not path.is_file() or st.sha256(path.read_bytes()) != listed.get("sha256"):
+        why = "missing" if not path.is_file() else "sha256 does not match its record"
+        out.damaged.append(f"{path.name}: {why} (give the probe sets again)")
+
+
 def verify_study(store: str | Path, name: str) -> StudyCheck:
-    """Check every checksum of study ``name`` in ``store``: run manifests, checkpoints, tables."""
+    """Check every checksum of study ``name`` in ``store``: run manifests, checkpoints, tables, probe sets."""
     store = Path(store)
     root = st.study_dir(store, name)
     out = StudyCheck(name)
@@ -83,7 +99,7 @@ def verify_study(store: str | Path, name: str) -> StudyCheck:
         out.damaged.append("study.json: missing")
         return out
     try:
-        st.read_json(root / "study.json")
+        _check_probes(root, st.read_json(root / "study.json"), out)
     except StoreError:
         out.damaged.append("study.json: not valid JSON")
     _check_runs(root, out)
