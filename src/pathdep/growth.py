@@ -138,7 +138,7 @@ def _changes(stored: dict[str, dict[str, Any] | None], new: dict[str, dict[str, 
         if have is None:
             diffs = [("definition", "(not recorded)", "(this spec's)")]
         else:
-            a, b = _flat(_full(have)), _flat(_full(new[run]))
+            a, b = dotted(_full(have)), dotted(_full(new[run]))
             diffs = [(k, a.get(k, ABSENT), b.get(k, ABSENT)) for k in sorted(a.keys() | b.keys())
                      if a.get(k, ABSENT) != b.get(k, ABSENT)]
         for path, old, now in diffs:
@@ -164,12 +164,17 @@ def _full(definition: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+def dotted(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested dict as one level of dotted keys (an empty dict stays a value).
+
+    >>> dotted({"process": {"steps": 4, "optimizer": {"lr": 0.1}}, "seeds": {}})
+    {'process.steps': 4, 'process.optimizer.lr': 0.1, 'seeds': {}}
+    """
     out: dict[str, Any] = {}
     for k, v in d.items():
         path = f"{prefix}{k}"
         if isinstance(v, dict) and v:
-            out |= _flat(v, path + ".")
+            out |= dotted(v, path + ".")
         else:
             out[path] = v
     return out

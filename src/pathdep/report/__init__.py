@@ -68,7 +68,7 @@ def render(study_or_profile: Any, out_dir: str | Path, progress: Callable[[int, 
     ``warnings``: lines shown in red at the top of the page (e.g. partial or stale tables).
     A study's page also shows every run's training curves.
 
-    >>> # render(Study.open("store", "demo"), "store/demo/report").html  # doctest: +SKIP
+    Usage: ``render(Study.open("store", "demo"), "store/demo/report").html``.
     """
     if isinstance(study_or_profile, Profile):
         prof, curves = study_or_profile, None

@@ -39,6 +39,7 @@ import pandas as pd
 
 from pathdep.analyses.finding import Profile
 from pathdep.errors import SpecError, bad_value
+from pathdep.growth import dotted
 
 
 @dataclass(frozen=True)
@@ -123,14 +124,7 @@ def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, str]:
     >>> flatten({"process": {"steps": 4, "model_args": {"hidden": [4]}}, "name": "x"})
     {'process.steps': '4', 'process.model_args.hidden': '[4]', 'name': 'x'}
     """
-    out: dict[str, str] = {}
-    for k, v in config.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict) and v:
-            out |= flatten(v, key + ".")
-        else:
-            out[key] = v if isinstance(v, str) else json.dumps(v)
-    return out
+    return {k: v if isinstance(v, str) else json.dumps(v) for k, v in dotted(config, prefix).items()}
 
 
 def _tag(name: str) -> str:
